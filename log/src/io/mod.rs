@@ -1,0 +1,88 @@
+//! The I/O seam: everything the log (and the layers above, for checkpoint files) does to the file
+//! system goes through [`Storage`] and [`StorageFile`], so tests can swap the real file system for
+//! a simulated one that loses unsynced writes on `crash()` and injects faults at every call site.
+//!
+//! Contract shared by every implementation:
+//! - `write_at` may write fewer bytes than asked (a short write) and says how many it wrote; a
+//!   write is durable only after a later `sync_data`/`sync_all` of the same file returns `Ok`.
+//! - Creating, renaming or removing a directory entry is durable only after `sync_dir` of the
+//!   parent directory returns `Ok`.
+//! - Once a `sync_*` call has failed, the data it covered must be assumed lost (fsync errors are
+//!   not retryable): callers poison themselves rather than retry.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod file;
+
+pub use file::{FileHandle, FileStorage, FILE_MODE};
+
+/// A file system as the log sees it.
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// Opens `path` for reading and writing, creating an empty file first if `create` is set and
+    /// the file does not exist. A creation is durable only after `sync_dir` of the parent.
+    fn open_file(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>>;
+    /// Creates `path` and its missing parents. Durable only after `sync_dir` of each parent.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// The full paths of the entries directly inside `dir`, in no particular order.
+    fn read_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
+    /// Whether `path` names an existing file or directory.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Atomically replaces `to` with `from`. Durable only after `sync_dir` of the parent(s).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes the file at `path`. Durable only after `sync_dir` of the parent.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes the entries of directory `dir` (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// An open file. Positional I/O only, so one handle is shared by many threads.
+pub trait StorageFile: Send + Sync + fmt::Debug {
+    /// Reads up to `buf.len()` bytes at `offset`; returns fewer only at end of file.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Writes up to `buf.len()` bytes at `offset`, extending the file if needed; may write fewer.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
+    /// Makes the file's data (and the size, if it changed) durable: `fdatasync`.
+    fn sync_data(&self) -> io::Result<()>;
+    /// Makes the file's data and all metadata durable: `fsync`.
+    fn sync_all(&self) -> io::Result<()>;
+    /// The current size of the file in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Grows (with zeroes) or truncates the file. Durable only after a later sync.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+
+    /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
+    fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(buf, offset) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes all of `buf` at `offset`, retrying short writes; fails with `WriteZero` if a write
+    /// makes no progress.
+    fn write_all_at(&self, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write_at(buf, offset) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    buf = &buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}

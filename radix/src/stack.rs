@@ -1,0 +1,111 @@
+//! A lock-free (Treiber) stack of page ids, the allocator's free list.
+//!
+//! # ABA safety
+//!
+//! `pop` reads `head`, then `head.next`, then CASes `head` from the node it read to `next`. The
+//! classic ABA failure needs the node read first to be freed and its address reused by a new
+//! node that is pushed back by the time the CAS runs. Here a popped node is retired with
+//! `guard.defer_destroy`, so its memory cannot be reused while any thread that may have read it
+//! is still pinned; and nodes are never re-pushed (each push allocates a new node). So if the CAS
+//! sees the same address it is the same node, still linked to the `next` read under the guard.
+
+use crossbeam_epoch::{Atomic, Guard, Owned};
+
+use crate::pid::Pid;
+use crate::sync::{AtomicU64, Ordering};
+
+struct Node {
+    pid: Pid,
+    next: Atomic<Node>,
+}
+
+/// The stack. Nodes are reclaimed through crossbeam-epoch.
+pub(crate) struct PidStack {
+    head: Atomic<Node>,
+    len: AtomicU64,
+}
+
+impl PidStack {
+    pub(crate) fn new() -> PidStack {
+        PidStack { head: Atomic::null(), len: AtomicU64::new(0) }
+    }
+
+    pub(crate) fn push(&self, pid: Pid, guard: &Guard) {
+        let mut node = Owned::new(Node { pid, next: Atomic::null() });
+        loop {
+            // Relaxed: the value is only used as the expected value of the CAS and as `next`,
+            // which readers reach through the Release CAS below.
+            let head = self.head.load(Ordering::Relaxed, guard);
+            node.next.store(head, Ordering::Relaxed);
+            // Release: publishes the node's fields to the Acquire load in `pop`.
+            match self.head.compare_exchange(head, node, Ordering::Release, Ordering::Relaxed, guard)
+            {
+                Ok(_) => break,
+                Err(lost) => node = lost.new,
+            }
+        }
+        // Relaxed: an approximate length for statistics.
+        self.len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn pop(&self, guard: &Guard) -> Option<Pid> {
+        loop {
+            // Acquire: pairs with push's Release CAS so `pid` and `next` are initialised.
+            let head = self.head.load(Ordering::Acquire, guard);
+            // SAFETY: `head` was loaded under `guard` and nodes are freed only through
+            // `defer_destroy`, so it stays allocated while the guard is pinned.
+            let node = unsafe { head.as_ref() }?;
+            let next = node.next.load(Ordering::Relaxed, guard);
+            // Relaxed success: the node's contents were already acquired above; failure retries
+            // with a fresh Acquire load. ABA: see the module docs.
+            if self
+                .head
+                .compare_exchange(head, next, Ordering::Relaxed, Ordering::Relaxed, guard)
+                .is_ok()
+            {
+                let pid = node.pid;
+                // SAFETY: the CAS unlinked `head`, so no new reader can reach it; readers that
+                // already hold it are pinned, and the destruction waits for them.
+                unsafe { guard.defer_destroy(head) };
+                // Relaxed: statistics only.
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                return Some(pid);
+            }
+        }
+    }
+
+    /// Approximate number of ids on the stack.
+    pub(crate) fn len(&self) -> u64 {
+        // Relaxed: statistics only.
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// The ids on the stack, top first. Racy under concurrent use (a snapshot for checkpoints,
+    /// which the caller takes when it knows the free list is quiescent or tolerates staleness).
+    pub(crate) fn snapshot(&self, guard: &Guard) -> Vec<Pid> {
+        let mut ids = Vec::new();
+        // Acquire: as in pop.
+        let mut cursor = self.head.load(Ordering::Acquire, guard);
+        // SAFETY: each node was loaded under `guard`; nodes are freed only through deferral.
+        while let Some(node) = unsafe { cursor.as_ref() } {
+            ids.push(node.pid);
+            cursor = node.next.load(Ordering::Acquire, guard);
+        }
+        ids
+    }
+}
+
+impl Drop for PidStack {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no other thread can access the stack, so the nodes can be walked
+        // and freed without pinning.
+        let guard = unsafe { crossbeam_epoch::unprotected() };
+        let mut cursor = self.head.load(Ordering::Relaxed, guard);
+        while !cursor.is_null() {
+            // SAFETY: every node still linked is owned by the stack alone (popped ones were
+            // unlinked and are freed by their deferral), and each is visited once.
+            let owned = unsafe { cursor.into_owned() };
+            cursor = owned.next.load(Ordering::Relaxed, guard);
+        }
+    }
+}
