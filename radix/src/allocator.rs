@@ -27,7 +27,7 @@ struct Recycler {
 
 impl Recycler {
     fn push_deferred(&self, pid: Pid) {
-        self.stack.push(pid, &epoch::pin());
+        self.stack.push_unpinned(pid);
         // Relaxed: a statistic. Incremented before the defer, so it never underflows.
         self.pending.fetch_sub(1, Ordering::Relaxed);
     }
@@ -67,15 +67,25 @@ impl PidAllocator {
     /// If `next_fresh` exceeds `Pid::MAX + 1` or a free id is not below `next_fresh`.
     #[must_use]
     pub fn restore(next_fresh: u64, free: impl IntoIterator<Item = Pid>) -> PidAllocator {
-        assert!(next_fresh <= Pid::MAX.get() + 1, "next fresh id {next_fresh} beyond Pid::MAX");
-        let recycler = Arc::new(Recycler { stack: PidStack::new(), pending: AtomicU64::new(0) });
+        assert!(
+            next_fresh <= Pid::MAX.get() + 1,
+            "next fresh id {next_fresh} beyond Pid::MAX"
+        );
+        let recycler = Arc::new(Recycler {
+            stack: PidStack::new(),
+            pending: AtomicU64::new(0),
+        });
         let guard = epoch::pin();
         for pid in free {
             assert!(pid.get() < next_fresh, "free id {pid} was never allocated");
             recycler.stack.push(pid, &guard);
         }
         drop(guard);
-        PidAllocator { next_fresh: AtomicU64::new(next_fresh), recycled: AtomicU64::new(0), recycler }
+        PidAllocator {
+            next_fresh: AtomicU64::new(next_fresh),
+            recycled: AtomicU64::new(0),
+            recycler,
+        }
     }
 
     /// A recycled id if one is ready, else a fresh one.
@@ -95,7 +105,10 @@ impl PidAllocator {
             Some(pid) => pid,
             None => {
                 self.next_fresh.fetch_sub(1, Ordering::Relaxed);
-                panic!("page id space exhausted: {} ids are live", Pid::MAX.get() + 1);
+                panic!(
+                    "page id space exhausted: {} ids are live",
+                    Pid::MAX.get() + 1
+                );
             }
         }
     }
@@ -108,7 +121,10 @@ impl PidAllocator {
     pub fn free(&self, pid: Pid, guard: &Guard) {
         // Relaxed: reading our own counter's monotonic value for a sanity check.
         let issued = self.next_fresh.load(Ordering::Relaxed);
-        assert!(pid.get() < issued, "freeing {pid}, which was never allocated");
+        assert!(
+            pid.get() < issued,
+            "freeing {pid}, which was never allocated"
+        );
         // Relaxed: a statistic; incremented before the deferral that decrements it.
         self.recycler.pending.fetch_add(1, Ordering::Relaxed);
         let recycler = Arc::clone(&self.recycler);
@@ -150,7 +166,9 @@ impl Default for PidAllocator {
 
 impl fmt::Debug for PidAllocator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PidAllocator").field("stats", &self.stats()).finish()
+        f.debug_struct("PidAllocator")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -185,7 +203,11 @@ mod tests {
         let guard = epoch::pin();
         alloc.free(pid, &guard);
         guard.flush();
-        assert_ne!(alloc.allocate(), pid, "reused while the guard that freed it is pinned");
+        assert_ne!(
+            alloc.allocate(),
+            pid,
+            "reused while the guard that freed it is pinned"
+        );
         assert_eq!(alloc.stats().pending_deferred, 1);
         drop(guard);
         collect_until(|| alloc.stats().pending_deferred == 0);

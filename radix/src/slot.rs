@@ -45,7 +45,10 @@ pub const MAX_PAYLOAD: u64 = (1 << (usize::BITS - TAG_BITS)) - 1;
 
 const _: () = assert!(usize::BITS == 64, "slot words assume 64-bit pointers");
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<Slot>() == 8, "a slot is one 8-byte word");
+const _: () = assert!(
+    std::mem::size_of::<Slot>() == 8,
+    "a slot is one 8-byte word"
+);
 
 /// What a slot word says, decoded.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -83,8 +86,15 @@ impl SlotWord {
     #[must_use]
     pub fn in_memory<T>(page: *const T) -> SlotWord {
         let page = page.cast::<u8>().cast_mut();
-        assert!(!page.is_null(), "an in-memory slot word needs a non-null pointer");
-        assert_eq!(page.addr() & TAG_MASK, 0, "page pointers must be 4-byte aligned");
+        assert!(
+            !page.is_null(),
+            "an in-memory slot word needs a non-null pointer"
+        );
+        assert_eq!(
+            page.addr() & TAG_MASK,
+            0,
+            "page pointers must be 4-byte aligned"
+        );
         SlotWord(page.map_addr(|addr| addr | TAG_IN_MEMORY))
     }
 
@@ -107,7 +117,10 @@ impl SlotWord {
     }
 
     fn with_payload(payload: u64, tag: usize) -> SlotWord {
-        assert!(payload <= MAX_PAYLOAD, "slot payload {payload} exceeds 62 bits");
+        assert!(
+            payload <= MAX_PAYLOAD,
+            "slot payload {payload} exceeds 62 bits"
+        );
         let addr = ((payload as usize) << TAG_BITS) | tag;
         SlotWord(ptr::without_provenance_mut(addr))
     }
@@ -205,11 +218,20 @@ mod tests {
         let raw: *const u64 = &*page;
         assert_eq!(SlotWord::FREE.state(), SlotState::Free);
         assert!(SlotWord::FREE.is_free());
-        assert_eq!(SlotWord::in_memory(raw).as_ptr::<u64>(), Some(raw.cast_mut()));
+        assert_eq!(
+            SlotWord::in_memory(raw).as_ptr::<u64>(),
+            Some(raw.cast_mut())
+        );
         assert_eq!(SlotWord::on_disk(0).state(), SlotState::OnDisk(0));
-        assert_eq!(SlotWord::on_disk(MAX_PAYLOAD).state(), SlotState::OnDisk(MAX_PAYLOAD));
+        assert_eq!(
+            SlotWord::on_disk(MAX_PAYLOAD).state(),
+            SlotState::OnDisk(MAX_PAYLOAD)
+        );
         assert_eq!(SlotWord::reserved(42).state(), SlotState::Reserved(42));
-        assert!(!SlotWord::on_disk(0).is_free(), "OnDisk(0) must differ from Free");
+        assert!(
+            !SlotWord::on_disk(0).is_free(),
+            "OnDisk(0) must differ from Free"
+        );
         assert_ne!(SlotWord::on_disk(5), SlotWord::reserved(5));
         assert_eq!(SlotWord::on_disk(9).as_ptr::<u64>(), None);
     }
@@ -218,7 +240,8 @@ mod tests {
     fn pointer_read_back_from_a_slot_is_dereferenceable() {
         let page = Box::into_raw(Box::new(0xfeed_u64));
         let slot = Slot::free();
-        slot.try_replace(SlotWord::FREE, SlotWord::in_memory(page)).unwrap();
+        slot.try_replace(SlotWord::FREE, SlotWord::in_memory(page))
+            .unwrap();
         let back = slot.load().as_ptr::<u64>().unwrap();
         // SAFETY: `back` is `page` with its provenance: a live Box owned by this test.
         assert_eq!(unsafe { *back }, 0xfeed);
@@ -242,7 +265,10 @@ mod tests {
     #[test]
     fn try_replace_reports_the_current_word_on_failure() {
         let slot = Slot::free();
-        assert_eq!(slot.try_replace(SlotWord::FREE, SlotWord::on_disk(1)), Ok(()));
+        assert_eq!(
+            slot.try_replace(SlotWord::FREE, SlotWord::on_disk(1)),
+            Ok(())
+        );
         let lost = slot.try_replace(SlotWord::FREE, SlotWord::on_disk(2));
         assert_eq!(lost, Err(SlotWord::on_disk(1)));
         assert_eq!(slot.load(), SlotWord::on_disk(1));

@@ -27,19 +27,39 @@ pub(crate) struct PidStack {
 
 impl PidStack {
     pub(crate) fn new() -> PidStack {
-        PidStack { head: Atomic::null(), len: AtomicU64::new(0) }
+        PidStack {
+            head: Atomic::null(),
+            len: AtomicU64::new(0),
+        }
+    }
+
+    /// Pushes without pinning. Push never dereferences a node it loads (it only links to `head`
+    /// and CASes it), so it needs no protection from reclamation; deferred frees use this because
+    /// they may run while the epoch collector itself is being torn down, when pinning fails.
+    pub(crate) fn push_unpinned(&self, pid: Pid) {
+        // SAFETY: `push` dereferences no pointer loaded through the guard (see above), which is
+        // the only thing `unprotected` makes unsafe.
+        self.push(pid, unsafe { crossbeam_epoch::unprotected() });
     }
 
     pub(crate) fn push(&self, pid: Pid, guard: &Guard) {
-        let mut node = Owned::new(Node { pid, next: Atomic::null() });
+        let mut node = Owned::new(Node {
+            pid,
+            next: Atomic::null(),
+        });
         loop {
             // Relaxed: the value is only used as the expected value of the CAS and as `next`,
             // which readers reach through the Release CAS below.
             let head = self.head.load(Ordering::Relaxed, guard);
             node.next.store(head, Ordering::Relaxed);
             // Release: publishes the node's fields to the Acquire load in `pop`.
-            match self.head.compare_exchange(head, node, Ordering::Release, Ordering::Relaxed, guard)
-            {
+            match self.head.compare_exchange(
+                head,
+                node,
+                Ordering::Release,
+                Ordering::Relaxed,
+                guard,
+            ) {
                 Ok(_) => break,
                 Err(lost) => node = lost.new,
             }

@@ -103,8 +103,7 @@ impl RadixTable {
         }
         let fresh = level::alloc(make);
         // Success Release publishes the initialised level; failure Acquire reads the winner's.
-        match entry.compare_exchange(ptr::null_mut(), fresh, Ordering::Release, Ordering::Acquire)
-        {
+        match entry.compare_exchange(ptr::null_mut(), fresh, Ordering::Release, Ordering::Acquire) {
             Ok(_) => {
                 // Relaxed: a statistic, checked against the levels found in Drop (`&mut self`,
                 // after every installer's thread synchronised with the dropping thread).
@@ -165,13 +164,18 @@ impl Drop for RadixTable {
             freed += 1;
         }
         let installed = self.levels_installed.load(Ordering::Relaxed);
-        assert_eq!(freed, installed, "radix table freed a different number of levels than it installed");
+        assert_eq!(
+            freed, installed,
+            "radix table freed a different number of levels than it installed"
+        );
     }
 }
 
 impl fmt::Debug for RadixTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RadixTable").field("stats", &self.stats()).finish()
+        f.debug_struct("RadixTable")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -195,7 +199,10 @@ mod tests {
     fn a_slot_keeps_its_word_and_neighbours_stay_free() {
         let table = RadixTable::new();
         let target = pid(FANOUT as u64 + 3);
-        table.slot(target).try_replace(SlotWord::FREE, SlotWord::on_disk(77)).unwrap();
+        table
+            .slot(target)
+            .try_replace(SlotWord::FREE, SlotWord::on_disk(77))
+            .unwrap();
         assert_eq!(table.get(target).unwrap().load(), SlotWord::on_disk(77));
         assert!(table.get(pid(FANOUT as u64 + 4)).unwrap().load().is_free());
         assert_eq!(table.stats().levels_installed, 2, "one mid and one leaf");
@@ -204,8 +211,14 @@ mod tests {
     #[test]
     fn the_largest_id_is_addressable() {
         let table = RadixTable::new();
-        table.slot(Pid::MAX).try_replace(SlotWord::FREE, SlotWord::reserved(1)).unwrap();
-        table.slot(pid(0)).try_replace(SlotWord::FREE, SlotWord::reserved(2)).unwrap();
+        table
+            .slot(Pid::MAX)
+            .try_replace(SlotWord::FREE, SlotWord::reserved(1))
+            .unwrap();
+        table
+            .slot(pid(0))
+            .try_replace(SlotWord::FREE, SlotWord::reserved(2))
+            .unwrap();
         assert_eq!(table.get(Pid::MAX).unwrap().load(), SlotWord::reserved(1));
         assert_eq!(table.get(pid(0)).unwrap().load(), SlotWord::reserved(2));
         assert_eq!(table.stats().levels_installed, 4);
@@ -231,7 +244,10 @@ mod tests {
                 s.spawn(move || {
                     for i in 0..FANOUT as u64 / 4 {
                         let id = pid(i * 4 + t);
-                        table.slot(id).try_replace(SlotWord::FREE, SlotWord::on_disk(id.get())).unwrap();
+                        table
+                            .slot(id)
+                            .try_replace(SlotWord::FREE, SlotWord::on_disk(id.get()))
+                            .unwrap();
                     }
                 });
             }
