@@ -4,9 +4,15 @@ use std::fmt;
 
 /// Bits of a page id consumed by each of the table's three levels.
 ///
-/// 14 bits per level gives 2^42 page ids with 128 KiB levels. Under Miri and loom the levels
-/// shrink to 4 entries so models and interpreted tests stay small.
-pub(crate) const LEVEL_BITS: u32 = if cfg!(any(miri, loom)) { 2 } else { 14 };
+/// 14 bits per level gives 2^42 page ids with 128 KiB levels. Under loom the levels shrink to 4
+/// entries (64 ids) so models stay small, and under Miri to 16 entries (4096 ids).
+pub(crate) const LEVEL_BITS: u32 = if cfg!(loom) {
+    2
+} else if cfg!(miri) {
+    4
+} else {
+    14
+};
 /// Entries in one level of the table.
 pub(crate) const FANOUT: usize = 1 << LEVEL_BITS;
 /// Levels from the root to the slots.

@@ -125,7 +125,10 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn storage_in_tempdir() -> (tempfile::TempDir, FileStorage) {
-        (tempfile::tempdir().expect("create tempdir"), FileStorage::new())
+        (
+            tempfile::tempdir().expect("create tempdir"),
+            FileStorage::new(),
+        )
     }
 
     #[test]
@@ -152,7 +155,9 @@ mod tests {
     #[test]
     fn open_without_create_fails_on_missing_file() {
         let (dir, fs) = storage_in_tempdir();
-        let err = fs.open_file(&dir.path().join("missing"), false).unwrap_err();
+        let err = fs
+            .open_file(&dir.path().join("missing"), false)
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert!(!fs.exists(&dir.path().join("missing")).unwrap());
     }
@@ -163,7 +168,11 @@ mod tests {
         let path = dir.path().join("f");
         drop(fs.open_file(&path, true).unwrap());
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode & 0o022, 0, "group/others must not have write permission");
+        assert_eq!(
+            mode & 0o022,
+            0,
+            "group/others must not have write permission"
+        );
         assert_eq!(mode & 0o600, 0o600, "owner must read and write");
     }
 
@@ -188,7 +197,10 @@ mod tests {
         fs.create_dir_all(&sub).unwrap();
         let tmp = sub.join("x.tmp");
         let fin = sub.join("x");
-        fs.open_file(&tmp, true).unwrap().write_all_at(b"1", 0).unwrap();
+        fs.open_file(&tmp, true)
+            .unwrap()
+            .write_all_at(b"1", 0)
+            .unwrap();
         fs.rename(&tmp, &fin).unwrap();
         fs.sync_dir(&sub).unwrap();
         assert_eq!(fs.read_dir(&sub).unwrap(), vec![fin.clone()]);

@@ -71,7 +71,10 @@ mod tests {
             assert!(r.below(5) < 5);
             trues += u32::from(r.chance(0.25));
         }
-        assert!((2_000..3_000).contains(&trues), "chance(0.25) gave {trues}/10000");
+        assert!(
+            (2_000..3_000).contains(&trues),
+            "chance(0.25) gave {trues}/10000"
+        );
         assert!(!r.chance(0.0));
         assert!(r.chance(1.0));
     }
