@@ -177,15 +177,19 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    /// Flushes this thread's deferred garbage and advances the epoch until `done` holds.
+    /// Flushes this thread's deferred garbage and advances the epoch until `done` holds. Other
+    /// tests in this binary pin the same global collector and may be descheduled while pinned,
+    /// so this waits (bounded, generously) rather than counting attempts.
     fn collect_until(done: impl Fn() -> bool) {
-        for _ in 0..10_000 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
             if done() {
                 return;
             }
             epoch::pin().flush();
+            std::thread::yield_now();
         }
-        panic!("deferred frees never ran");
+        panic!("deferred frees never ran within 30 s");
     }
 
     #[test]

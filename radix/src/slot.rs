@@ -258,8 +258,8 @@ mod tests {
     #[test]
     #[should_panic(expected = "4-byte aligned")]
     fn misaligned_pointer_is_rejected() {
-        let bytes = [0u8; 8];
-        let _ = SlotWord::in_memory(bytes.as_ptr().wrapping_add(1));
+        let words = [0u32; 2]; // 4-aligned, so one byte in is never 4-aligned
+        let _ = SlotWord::in_memory(words.as_ptr().cast::<u8>().wrapping_add(1));
     }
 
     #[test]
