@@ -63,10 +63,19 @@ impl PidAllocator {
     /// An allocator resuming from a checkpoint: fresh ids start at `next_fresh`, and `free` are
     /// ready for reuse at once (the caller guarantees nobody holds them, e.g. at startup).
     ///
+    /// The caller validates ids read from disk first; here a bad list is a programmer error.
+    ///
     /// # Panics
-    /// If `next_fresh` exceeds `Pid::MAX + 1` or a free id is not below `next_fresh`.
+    /// If `next_fresh` exceeds `Pid::MAX + 1`, a free id is not below `next_fresh`, or an id is
+    /// listed twice (it would be handed out twice).
     #[must_use]
     pub fn restore(next_fresh: u64, free: impl IntoIterator<Item = Pid>) -> PidAllocator {
+        let free: Vec<Pid> = free.into_iter().collect();
+        let mut sorted = free.clone();
+        sorted.sort_unstable();
+        if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+            panic!("free id {} listed twice", pair[0]);
+        }
         assert!(
             next_fresh <= Pid::MAX.get() + 1,
             "next fresh id {next_fresh} beyond Pid::MAX"
@@ -125,6 +134,11 @@ impl PidAllocator {
             pid.get() < issued,
             "freeing {pid}, which was never allocated"
         );
+        // An unprotected guard would run the deferred push at once: immediate reuse.
+        assert!(
+            guard.collector().is_some(),
+            "free needs a pinned guard, not epoch::unprotected()"
+        );
         // Relaxed: a statistic; incremented before the deferral that decrements it.
         self.recycler.pending.fetch_add(1, Ordering::Relaxed);
         let recycler = Arc::clone(&self.recycler);
@@ -138,8 +152,14 @@ impl PidAllocator {
         self.next_fresh.load(Ordering::Relaxed)
     }
 
-    /// The ids ready for reuse (a racy snapshot under concurrent use), for checkpoints. Ids whose
-    /// deferred push is still pending are not included.
+    /// The ids ready for reuse: a hint, racy under concurrent use. Ids whose deferred push is
+    /// still pending are not included, and it is not read atomically with [`Self::next_fresh`].
+    /// A checkpoint should therefore not rely on it alone: at recovery, the authoritative free
+    /// list is the set of ids below `next_fresh` whose slots are `Free`.
+    ///
+    /// Note that a deferred push waits in the freeing thread's epoch bag until the bag fills,
+    /// the thread flushes (`epoch::pin().flush()`) or exits, so ids freed by a thread that then
+    /// idles stay pending for a while: correct, but not reused early.
     #[must_use]
     pub fn free_ids(&self) -> Vec<Pid> {
         self.recycler.stack.snapshot(&epoch::pin())
@@ -226,6 +246,12 @@ mod tests {
         let got: HashSet<u64> = (0..3).map(|_| alloc.allocate().get()).collect();
         assert_eq!(got, HashSet::from([3, 7, 10]));
         assert_eq!(alloc.next_fresh(), 11);
+    }
+
+    #[test]
+    #[should_panic(expected = "listed twice")]
+    fn restoring_a_duplicate_free_id_panics() {
+        let _ = PidAllocator::restore(4, [Pid::new(1).unwrap(), Pid::new(1).unwrap()]);
     }
 
     #[test]

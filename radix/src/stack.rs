@@ -47,6 +47,9 @@ impl PidStack {
             pid,
             next: Atomic::null(),
         });
+        // Relaxed, but before the publishing CAS: a popper that Acquires this node is ordered
+        // after the increment, so its decrement never precedes it and `len` never wraps.
+        self.len.fetch_add(1, Ordering::Relaxed);
         loop {
             // Relaxed: the value is only used as the expected value of the CAS and as `next`,
             // which readers reach through the Release CAS below.
@@ -64,8 +67,6 @@ impl PidStack {
                 Err(lost) => node = lost.new,
             }
         }
-        // Relaxed: an approximate length for statistics.
-        self.len.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn pop(&self, guard: &Guard) -> Option<Pid> {
@@ -127,5 +128,45 @@ impl Drop for PidStack {
             let owned = unsafe { cursor.into_owned() };
             cursor = owned.next.load(Ordering::Relaxed, guard);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod concurrent_tests {
+    use super::*;
+    use crossbeam_epoch as epoch;
+
+    /// Two threads push and pop concurrently; every pushed id comes out exactly once.
+    #[test]
+    fn concurrent_push_pop_keeps_every_id() {
+        let per_thread: u64 = if cfg!(miri) { 40 } else { 20_000 };
+        let stack = PidStack::new();
+        let mut got: Vec<u64> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2u64)
+                .map(|t| {
+                    let stack = &stack;
+                    s.spawn(move || {
+                        let mut mine = Vec::new();
+                        for i in 0..per_thread {
+                            stack.push(Pid::new(t * per_thread + i).unwrap(), &epoch::pin());
+                            if i % 2 == 1 {
+                                mine.extend(stack.pop(&epoch::pin()).map(Pid::get));
+                                mine.extend(stack.pop(&epoch::pin()).map(Pid::get));
+                            }
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        while let Some(p) = stack.pop(&epoch::pin()) {
+            got.push(p.get());
+        }
+        got.sort_unstable();
+        assert_eq!(got, (0..2 * per_thread).collect::<Vec<_>>());
     }
 }

@@ -11,10 +11,11 @@
 //!
 //! - Grow-only: a parent entry goes from null to a level exactly once (CAS from null) and never
 //!   changes again until the table is dropped. So a `&Slot` handed out lives as long as `&self`.
-//! - Installation races: every racer allocates a zeroed level and CASes it into the null entry;
-//!   exactly one CAS succeeds, and each loser frees its own allocation before using the winner's.
-//!   `levels_installed` counts winners; `Drop` frees exactly that many levels (asserted), so a
-//!   lost or doubly-installed level is caught.
+//! - Installation races: every racer allocates an all-`Free` level and CASes it into the null
+//!   entry; exactly one CAS succeeds, and each loser frees its own allocation before using the
+//!   winner's. `levels_installed` counts winners; `Drop` frees exactly that many levels
+//!   (asserted), so a doubly-counted or unreachable installed level is caught. A loser that
+//!   forgot to free would be a leak: the leak-checked Miri run in `sanitizers.sh` catches that.
 //! - Publication: the winning CAS is Release and every load of a parent entry is Acquire, so a
 //!   thread that sees the level pointer sees its initialised (all-`Free`) entries.
 
