@@ -18,6 +18,7 @@
 //! a multi-threaded stress test (`tests/stress.rs`), and Miri (see `sanitizers.sh`).
 
 mod allocator;
+mod debug_delay;
 mod level;
 mod pid;
 pub mod slot;

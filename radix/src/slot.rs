@@ -195,6 +195,7 @@ impl Slot {
     /// orders this thread after the writer of `current`, whose pointee the caller may now retire.
     /// Failure is Acquire so the returned word can be followed like a [`Slot::load`].
     pub fn try_replace(&self, current: SlotWord, new: SlotWord) -> Result<(), SlotWord> {
+        crate::debug_delay::before_cas();
         self.0
             .compare_exchange(current.0, new.0, Ordering::AcqRel, Ordering::Acquire)
             .map(drop)

@@ -55,6 +55,7 @@ impl PidStack {
             // which readers reach through the Release CAS below.
             let head = self.head.load(Ordering::Relaxed, guard);
             node.next.store(head, Ordering::Relaxed);
+            crate::debug_delay::before_cas();
             // Release: publishes the node's fields to the Acquire load in `pop`.
             match self.head.compare_exchange(
                 head,
@@ -77,6 +78,7 @@ impl PidStack {
             // `defer_destroy`, so it stays allocated while the guard is pinned.
             let node = unsafe { head.as_ref() }?;
             let next = node.next.load(Ordering::Relaxed, guard);
+            crate::debug_delay::before_cas();
             // Relaxed success: the node's contents were already acquired above; failure retries
             // with a fresh Acquire load. ABA: see the module docs.
             if self

@@ -103,6 +103,7 @@ impl RadixTable {
             return existing;
         }
         let fresh = level::alloc(make);
+        crate::debug_delay::before_cas();
         // Success Release publishes the initialised level; failure Acquire reads the winner's.
         match entry.compare_exchange(ptr::null_mut(), fresh, Ordering::Release, Ordering::Acquire) {
             Ok(_) => {
