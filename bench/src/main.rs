@@ -1,10 +1,11 @@
 //! `cargo run --release`: bwtree's benchmark suite and command-line tool.
 //!
 //! Suites built so far: `radix` (the mapping table against a flat array, a locked HashMap and
-//! DashMap). The key-value suites against peer stores arrive with the Bw-tree; asking for one
+//! DashMap) and `log` (append throughput and group commit against the raw file system). The key-value suites against peer stores arrive with the Bw-tree; asking for one
 //! that does not exist yet is an error, not an empty table.
 
 mod alloc_counter;
+mod log_suite;
 mod radix_suite;
 mod report;
 
@@ -20,6 +21,8 @@ static ALLOC: alloc_counter::CountingAlloc = alloc_counter::CountingAlloc;
 enum Suite {
     /// Mapping-table lookup and CAS throughput, memory per id.
     Radix,
+    /// Log append throughput and durable group commit against the raw file system.
+    Log,
 }
 
 /// bwtree's benchmark suite: every figure measured in this run, beside its baselines.
@@ -63,9 +66,19 @@ fn main() -> ExitCode {
                 };
                 rows.extend(radix_suite::run(&cfg, |msg| eprintln!("running {msg}")));
             }
+            Suite::Log => {
+                let cfg = log_suite::LogConfig {
+                    dir: cli.out.join("scratch"),
+                    threads: cli.threads.clone(),
+                    append_bytes: if cli.full { 1 << 30 } else { 256 << 20 },
+                    commits_per_thread: if cli.full { 5000 } else { 1000 },
+                    repeats: if cli.full { 5 } else { 3 },
+                };
+                rows.extend(log_suite::run(&cfg, |msg| eprintln!("running {msg}")));
+            }
         }
     }
-    println!("{}", report::markdown(&rows, "radix"));
+    println!("{}", report::markdown(&rows, &["radix", "logstore"]));
     match report::save_json(&rows, &cli.out) {
         Ok(path) => {
             eprintln!("results saved to {}", path.display());

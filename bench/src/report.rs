@@ -30,16 +30,17 @@ fn human(value: f64) -> String {
 
 /// A Markdown table: for each case, every engine with its figure and the ratio of ours to it
 /// (`ours / theirs` when higher is better, `theirs / ours` otherwise: > 1 means we lead).
-pub fn markdown(rows: &[Row], ours: &str) -> String {
+/// `ours` names the project's engines (one per suite).
+pub fn markdown(rows: &[Row], ours: &[&str]) -> String {
     let mut out = String::from("| suite | case | engine | result | ours vs. this | note |\n");
     out.push_str("|---|---|---|---:|---:|---|\n");
     for row in rows {
         let our_value = rows
             .iter()
-            .find(|r| r.suite == row.suite && r.case == row.case && r.engine == ours)
+            .find(|r| r.suite == row.suite && r.case == row.case && ours.contains(&&*r.engine))
             .map(|r| r.value);
         let ratio = match our_value {
-            Some(our_value) if row.engine != ours => {
+            Some(our_value) if !ours.contains(&&*row.engine) => {
                 let r = if row.higher_is_better {
                     our_value / row.value
                 } else {

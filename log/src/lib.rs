@@ -1,6 +1,67 @@
-//! # logstore: the log-structured store under bwtree (in progress)
+//! # logstore: the log-structured store under bwtree
 //!
-//! Everything bwtree persists is a record in this log. So far this crate holds the I/O seam
-//! ([`io`]); the reservation protocol, segments and recovery land with their issue.
+//! Everything bwtree persists is a record in this log. The problem it solves: many threads
+//! append small records concurrently, each must learn its position ([`Lsn`]) and location
+//! ([`DiskPtr`]) immediately, appends must not serialize on a lock, durability must be real
+//! (`fdatasync`) but batched, and after a crash at any instant recovery must return exactly a
+//! prefix of the completed records.
+//!
+//! ## Protocol
+//! 1. [`Log::reserve`] claims space in the current in-memory I/O buffer with one CAS on the
+//!    buffer's packed state word (offset, writer count, sealed flag, generation; see
+//!    `buffer/state.rs`). The holder fills [`Reservation::body_mut`] in place, then
+//!    [`Reservation::complete`] writes the record header with its CRC32C, or
+//!    [`Reservation::abort`] (or drop) writes a padding header recovery skips.
+//! 2. A buffer that cannot fit a reservation is sealed; the last writer out hands it to the
+//!    I/O writer thread; the sealer installs the next of several rotating buffers. Buffers
+//!    never cross a segment boundary; the end of a segment is padded.
+//! 3. The I/O writer writes buffers (possibly out of order) and `fdatasync`s for waiters; the
+//!    durable LSN is the end of the longest contiguous written-and-synced prefix.
+//!    [`Log::make_stable`] and [`Log::flush`] wait for it. Any write or sync failure poisons
+//!    the log: every later call returns [`Error::Poisoned`].
+//! 4. Records larger than a buffer go to a blob file, fsynced with its directory, before a
+//!    small pointer record is completed.
+//! 5. [`Log::open`] scans segments in LSN order from a start LSN, stops at the first invalid
+//!    record or LSN gap, destroys (and syncs) everything after it, and continues appending
+//!    there.
+//! 6. Space: [`Log::mark_dead`] lowers a segment's live bytes; an empty sealed segment is
+//!    freed once that is durable, its LSN range is below the reuse horizon
+//!    ([`Log::set_reuse_horizon`]: the LSN later opens recover from) and an epoch has passed.
+//!    After a restart [`Log::reset_live`] hands the log the upper layer's live set.
+//!
+//! Every segment incarnation has a random salt that its records carry, so bytes left in a
+//! reused slot never validate, even when recovery re-issues the same LSNs after cutting a torn
+//! tail.
+//!
+//! ## Not built
+//! Reads use `pread` only (no memory maps; the mapping-lifetime machinery DESIGN.md asks for
+//! if they are used is therefore absent too).
+//!
+//! The on-disk format is in `docs/LOG_FORMAT.md` and [`mod@format`].
 
+mod blob;
+mod buffer;
+mod config;
+#[cfg(all(any(test, feature = "debug-delay"), not(loom)))]
+mod debug_delay;
+mod error;
+pub mod format;
 pub mod io;
+mod log;
+mod recovery;
+mod reservation;
+mod segments;
+mod shared;
+mod stats;
+mod sync;
+mod types;
+mod writer;
+
+pub use config::{Config, MAX_RECORD_BYTES};
+pub use error::{Error, Result};
+pub use log::{Log, DATA_FILE};
+pub use recovery::RecoveredRecord;
+pub use reservation::Reservation;
+pub use segments::{SegmentState, SegmentStats};
+pub use stats::LogStats;
+pub use types::{BlobId, DiskPtr, Lsn, SegmentId};

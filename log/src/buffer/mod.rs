@@ -1,0 +1,191 @@
+//! In-memory I/O buffers: a packed state word ([`state`]), the bytes ([`mem`]), and the
+//! per-incarnation facts (base LSN, file offset, capacity) the installer publishes through the
+//! word's generation.
+
+pub(crate) mod mem;
+pub(crate) mod state;
+
+use std::sync::Mutex;
+
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering, StdAtomicU64};
+use crate::types::SegmentId;
+use mem::BufMem;
+use state::{BufferWord, Snapshot};
+
+/// Whether a buffer holds records not yet written to the file. Guarded by `IoBuffer::status`;
+/// readers hold the lock while copying so the I/O writer cannot mark the buffer written (and
+/// the installer cannot reuse it) under them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Status {
+    /// Written out (or never used): free to install; records are read from the file.
+    Free,
+    /// Installed; completed records in LSNs `[base, base + len)` are read from memory (`len` is the capacity, narrowed to the sealed end by the sealer).
+    InUse { base: u64, len: u32 },
+}
+
+/// One rotating I/O buffer.
+#[derive(Debug)]
+pub(crate) struct IoBuffer {
+    pub word: BufferWord,
+    pub mem: BufMem,
+    pub status: Mutex<Status>,
+    // Per-incarnation fields. Written only by the installer (buffer free, before the Release
+    // in `BufferWord::install`) and by the sealer (`end`, before its `writer_done`). Read with
+    // Relaxed by threads whose Acquire on the word (a successful reserve CAS, or the hand-off
+    // chain) orders them after those writes; a reader that loses the generation race
+    // discards what it read because its CAS fails.
+    seq: AtomicU64,
+    base_lsn: AtomicU64,
+    file_offset: AtomicU64,
+    segment: AtomicU64,
+    capacity: AtomicU32,
+    salt: AtomicU32,
+    end: AtomicU32,
+    /// Bytes of completed Data/BlobPointer records (segment live-byte accounting).
+    pub live: StdAtomicU64,
+}
+
+/// The facts of one incarnation, as the installer sets them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Incarnation {
+    /// Position in the rotation: buffer `seq % count`, installed after `seq - 1` was sealed.
+    pub seq: u64,
+    pub base_lsn: u64,
+    pub file_offset: u64,
+    pub segment: SegmentId,
+    pub capacity: u32,
+    /// Low 32 bits of the segment's salt, stamped into every record header.
+    pub salt: u32,
+}
+
+impl IoBuffer {
+    pub(crate) fn new(size: usize) -> Self {
+        IoBuffer {
+            word: BufferWord::new(Snapshot::free()),
+            mem: BufMem::new(size),
+            status: Mutex::new(Status::Free),
+            seq: AtomicU64::new(0),
+            base_lsn: AtomicU64::new(0),
+            file_offset: AtomicU64::new(0),
+            segment: AtomicU64::new(0),
+            capacity: AtomicU32::new(0),
+            salt: AtomicU32::new(0),
+            end: AtomicU32::new(0),
+            live: StdAtomicU64::new(0),
+        }
+    }
+
+    /// The current incarnation's facts. Only meaningful to a thread ordered after the install
+    /// (see the field comment); others must validate with a CAS on the word.
+    pub(crate) fn incarnation(&self) -> Incarnation {
+        // Relaxed: see the field comment (ordered by the word's Acquire/Release).
+        Incarnation {
+            seq: self.seq.load(Ordering::Relaxed),
+            base_lsn: self.base_lsn.load(Ordering::Relaxed),
+            file_offset: self.file_offset.load(Ordering::Relaxed),
+            segment: SegmentId(self.segment.load(Ordering::Relaxed)),
+            capacity: self.capacity.load(Ordering::Relaxed),
+            salt: self.salt.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> u32 {
+        // Relaxed: validated by the caller's CAS on the word (generation).
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Installer only, buffer free: sets the facts of the next incarnation. Published by the
+    /// Release store in `BufferWord::install` that must follow.
+    ///
+    /// The stores are Release (not Relaxed) for [`IoBuffer::validated_view`]: a reader whose
+    /// Relaxed load reads one of them and then issues an Acquire fence is ordered after
+    /// everything the installer saw, including the seal that changed the word, so the
+    /// reader's re-load of the word cannot still return the old value.
+    pub(crate) fn set_incarnation(&self, inc: Incarnation) {
+        self.seq.store(inc.seq, Ordering::Release);
+        self.base_lsn.store(inc.base_lsn, Ordering::Release);
+        self.file_offset.store(inc.file_offset, Ordering::Release);
+        self.segment.store(inc.segment.0, Ordering::Release);
+        self.capacity.store(inc.capacity, Ordering::Release);
+        self.salt.store(inc.salt, Ordering::Release);
+        // Relaxed: only read by threads ordered after the following `install` (Release).
+        self.end.store(0, Ordering::Relaxed);
+        self.live.store(0, Ordering::Relaxed);
+    }
+
+    /// A consistent (word, incarnation) pair without taking a writer slot, seqlock style:
+    /// load the word, the fields, an Acquire fence, the word again; `None` if it changed (the
+    /// caller retries). See `set_incarnation` for why this is sound.
+    pub(crate) fn validated_view(&self) -> Option<(Snapshot, Incarnation)> {
+        let before = self.word.load();
+        let inc = self.incarnation();
+        fence(Ordering::Acquire);
+        let after = self.word.load();
+        (before == after).then_some((before, inc))
+    }
+
+    /// Sealer only: the number of buffer bytes to write (frozen offset, or capacity when the
+    /// rest of the segment was padded). Published to the I/O writer by the sealer's
+    /// `writer_done` (AcqRel) and the hand-off mutex.
+    pub(crate) fn set_end(&self, end: u32) {
+        // Relaxed: see the doc comment (ordered by the word's RMW chain and the hand-off).
+        self.end.store(end, Ordering::Relaxed);
+    }
+
+    /// I/O writer only, after the hand-off.
+    pub(crate) fn end(&self) -> u32 {
+        // Relaxed: ordered after the sealer's store by the hand-off (see `set_end`).
+        self.end.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    //! The seqlock-style `validated_view` against a concurrent recycle of the buffer: a view
+    //! that validates must never mix the word of one incarnation with the fields of another.
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    fn incarnation(seq: u64) -> Incarnation {
+        Incarnation {
+            seq,
+            base_lsn: seq * 1000,
+            file_offset: seq * 10,
+            segment: SegmentId(seq),
+            capacity: 8 + seq as u32,
+            salt: seq as u32,
+        }
+    }
+
+    #[test]
+    fn loom_validated_view_never_mixes_incarnations() {
+        loom::model(|| {
+            let buf = Arc::new(IoBuffer::new(16));
+            buf.set_incarnation(incarnation(1));
+            buf.word.install(Snapshot::fresh(1, 0));
+            let recycler = {
+                let buf = buf.clone();
+                thread::spawn(move || {
+                    // Seal (sealer's own slot), leave: hand-off; then reinstall as incarnation 2.
+                    let s = buf.word.load();
+                    let sealed = s.try_seal_join().unwrap();
+                    buf.word.cas(s, sealed).unwrap();
+                    assert!(buf.word.writer_done().is_handoff());
+                    buf.set_incarnation(incarnation(2));
+                    buf.word.install(Snapshot::fresh(2, 0));
+                })
+            };
+            if let Some((snap, inc)) = buf.validated_view() {
+                assert_eq!(
+                    inc.seq,
+                    snap.generation(),
+                    "word and fields of different incarnations"
+                );
+                assert_eq!(inc.base_lsn, inc.seq * 1000);
+                assert_eq!(inc.capacity, 8 + inc.seq as u32);
+            }
+            recycler.join().unwrap();
+        });
+    }
+}

@@ -1,0 +1,160 @@
+//! [`Reservation`]: space claimed in the log that its holder fills, then completes or aborts.
+
+use crate::blob;
+use crate::error::{Error, Result};
+use crate::format::encode::{encode_blob_pointer, encode_record_header};
+use crate::format::{RecordKind, BLOB_POINTER_BODY_LEN, RECORD_HEADER_LEN};
+use crate::log::Log;
+use crate::shared::Slot;
+use crate::stats::bump;
+use crate::sync::Ordering;
+use crate::types::{DiskPtr, Lsn};
+
+#[derive(Debug)]
+enum Claim {
+    /// A range of an I/O buffer (header + body).
+    Inline(Slot),
+    /// A body too large for a buffer: held here until `complete` writes the blob.
+    Blob(Vec<u8>),
+    /// Completed or aborted.
+    Done,
+}
+
+/// Space for one record, from [`Log::reserve`]. Fill [`Reservation::body_mut`], then
+/// [`complete`](Reservation::complete) it; [`abort`](Reservation::abort) or dropping it leaves
+/// padding that recovery skips. Never block (on locks, I/O, or `make_stable`) while holding
+/// one: the buffer it sits in cannot be written until it is finished.
+#[derive(Debug)]
+#[must_use = "a reservation is aborted when dropped"]
+pub struct Reservation<'a> {
+    log: &'a Log,
+    claim: Claim,
+}
+
+impl<'a> Reservation<'a> {
+    pub(crate) fn inline(log: &'a Log, slot: Slot) -> Self {
+        Reservation {
+            log,
+            claim: Claim::Inline(slot),
+        }
+    }
+
+    pub(crate) fn blob(log: &'a Log, len: usize) -> Self {
+        Reservation {
+            log,
+            claim: Claim::Blob(vec![0; len]),
+        }
+    }
+
+    /// The record's LSN, if already known (oversized records get theirs at `complete`).
+    pub fn lsn(&self) -> Option<Lsn> {
+        match &self.claim {
+            Claim::Inline(s) => Some(Lsn(s.lsn)),
+            _ => None,
+        }
+    }
+
+    /// The body to fill, exactly the reserved length.
+    pub fn body_mut(&mut self) -> &mut [u8] {
+        match &mut self.claim {
+            Claim::Inline(s) => {
+                let buf = &self.log.shared().bufs[s.idx];
+                let body = s.offset as usize + RECORD_HEADER_LEN;
+                // SAFETY: this reservation holds `[offset, offset + len)` of the buffer's current
+                // generation (its writer slot keeps the buffer from being sealed-and-reused), and
+                // the `&mut self` borrow makes this the only live slice of it.
+                unsafe { buf.mem.slice_mut(body, s.len as usize - RECORD_HEADER_LEN) }
+            }
+            Claim::Blob(v) => v,
+            Claim::Done => unreachable!("body of a finished reservation"),
+        }
+    }
+
+    /// Seals the record with its CRC. Returns its LSN and location. The record is then part
+    /// of the log's order; it is durable once `make_stable`/`flush` covering it returns `Ok`
+    /// (if the log was poisoned meanwhile, those report it). For oversized records the blob is
+    /// written first; a failure there is returned (and poisons the log) and the record is not
+    /// in the log.
+    pub fn complete(mut self) -> Result<(Lsn, DiskPtr)> {
+        match std::mem::replace(&mut self.claim, Claim::Done) {
+            Claim::Inline(s) => {
+                let ptr = self.seal_inline(s, RecordKind::Data, None);
+                Ok((ptr.lsn, ptr))
+            }
+            Claim::Blob(body) => self.complete_blob(&body),
+            Claim::Done => unreachable!("completing a finished reservation"),
+        }
+    }
+
+    /// Gives the space up: recovery skips it and it counts as dead.
+    pub fn abort(mut self) {
+        self.abort_inner();
+    }
+
+    fn abort_inner(&mut self) {
+        let sh = self.log.shared();
+        match std::mem::replace(&mut self.claim, Claim::Done) {
+            Claim::Inline(s) => {
+                let buf = &sh.bufs[s.idx];
+                // SAFETY: as in `body_mut`; the reservation is finished right after.
+                let rec = unsafe { buf.mem.slice_mut(s.offset as usize, s.len as usize) };
+                encode_record_header(rec, RecordKind::Padding, s.lsn, s.salt);
+                bump(&sh.counters.records_aborted, 1);
+                sh.finish(s.idx);
+            }
+            Claim::Blob(_) => bump(&sh.counters.records_aborted, 1),
+            Claim::Done => {}
+        }
+    }
+
+    /// Writes the header (body already in place) and drops the writer slot.
+    fn seal_inline(&self, s: Slot, kind: RecordKind, blob: Option<u64>) -> DiskPtr {
+        let sh = self.log.shared();
+        let buf = &sh.bufs[s.idx];
+        // SAFETY: as in `body_mut`; `self.claim` is already `Done`, so no other slice of the
+        // range exists, and the writer slot is dropped only after this slice's last use.
+        let rec = unsafe { buf.mem.slice_mut(s.offset as usize, s.len as usize) };
+        encode_record_header(rec, kind, s.lsn, s.salt);
+        // Relaxed: read by the I/O writer after the hand-off chain (see `write_batch`).
+        buf.live.fetch_add(u64::from(s.len), Ordering::Relaxed);
+        bump(&sh.counters.records_completed, 1);
+        sh.finish(s.idx);
+        DiskPtr {
+            lsn: Lsn(s.lsn),
+            offset: s.file_offset,
+            len: s.len,
+            blob: blob.unwrap_or(0),
+        }
+    }
+
+    fn complete_blob(&self, body: &[u8]) -> Result<(Lsn, DiskPtr)> {
+        let sh = self.log.shared();
+        sh.check_poison()?;
+        // Relaxed: uniqueness only.
+        let id = sh.next_blob.fetch_add(1, Ordering::Relaxed);
+        let p = blob::write_blob(sh.storage.as_ref(), &sh.cfg.path, id, body).inspect_err(|e| {
+            if matches!(e, Error::Io { .. }) {
+                sh.poison(e.to_string());
+            }
+        })?;
+        bump(&sh.counters.blobs_written, 1);
+        let slot = sh.reserve_inline((RECORD_HEADER_LEN + BLOB_POINTER_BODY_LEN) as u32)?;
+        let buf = &sh.bufs[slot.idx];
+        // SAFETY: we hold the fresh slot's range; no other slice of it exists.
+        let b = unsafe {
+            buf.mem.slice_mut(
+                slot.offset as usize + RECORD_HEADER_LEN,
+                BLOB_POINTER_BODY_LEN,
+            )
+        };
+        b.copy_from_slice(&encode_blob_pointer(&p));
+        let ptr = self.seal_inline(slot, RecordKind::BlobPointer, Some(id));
+        Ok((ptr.lsn, ptr))
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.abort_inner();
+    }
+}

@@ -1,0 +1,439 @@
+//! State shared by the [`Log`](crate::Log) handle, its reservations, the I/O writer thread and
+//! the flusher: the buffer rotation (reserve, seal, hand off, install) and the poison flag.
+//!
+//! Rotation protocol. `current` is the sequence number of the one installed, unsealed buffer
+//! (`bufs[current % count]`). A reserver CASes that buffer's word. When a record does not fit,
+//! or `flush`/`make_stable` needs the buffer written, one thread wins the seal CAS; that sealer
+//! (1) writes the end-of-segment padding if the buffer was full at the segment's end, (2) drops
+//! its writer slot (the last writer out hands the buffer to the I/O writer), then (3) installs
+//! the next buffer: it waits until `bufs[(seq + 1) % count]` was written out, allocates a new
+//! segment if the next LSN starts one, publishes the new incarnation, and advances `current`.
+//! Everyone else who meets a sealed word waits for `current` to advance; nobody waits while
+//! holding a reservation, except as documented on [`Log::reserve`](crate::Log::reserve).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::buffer::state::{Reserve, Snapshot};
+use crate::buffer::{Incarnation, IoBuffer, Status};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::format::encode::{encode_record_header, encode_segment_header};
+use crate::format::{RecordKind, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::io::{Storage, StorageFile};
+use crate::segments::SegmentTable;
+use crate::stats::{bump, Counters};
+use crate::sync::{AtomicBool, Ordering, StdAtomicU64};
+use crate::types::SegmentId;
+
+/// Locks a mutex. A poisoned mutex means a thread panicked mid-update (a broken invariant),
+/// so propagating the panic is right.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock()
+        .unwrap_or_else(|_| panic!("log mutex poisoned by an earlier panic"))
+}
+
+pub(crate) fn wait<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    cv.wait(g)
+        .unwrap_or_else(|_| panic!("log mutex poisoned by an earlier panic"))
+}
+
+/// Durability bookkeeping, behind `Shared::stable`.
+#[derive(Debug, Default)]
+pub(crate) struct Stable {
+    /// Buffers handed off, not yet taken by the I/O writer.
+    pub queue: Vec<usize>,
+    /// Written ranges `start -> end` not yet contiguous with `written_end`.
+    pub written: BTreeMap<u64, u64>,
+    /// Every LSN below this is written to the file.
+    pub written_end: u64,
+    /// Every LSN below this is written and synced.
+    pub durable: u64,
+    /// The highest `durable` anyone waits for.
+    pub sync_requested: u64,
+    /// The first write/sync failure.
+    pub poison: Option<String>,
+    /// The I/O writer should exit once its queue is empty.
+    pub shutdown: bool,
+    /// The flusher should exit.
+    pub flusher_stop: bool,
+}
+
+/// A claimed byte range in a buffer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slot {
+    pub idx: usize,
+    pub offset: u32,
+    pub len: u32,
+    pub lsn: u64,
+    pub file_offset: u64,
+    pub salt: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub cfg: Config,
+    pub storage: Arc<dyn Storage>,
+    pub file: Arc<dyn StorageFile>,
+    pub data_path: PathBuf,
+    pub bufs: Box<[IoBuffer]>,
+    /// Sequence number of the installed buffer. Release store by the installer after the
+    /// word's install; Acquire loads pair with it (a stale value is harmless: the word's
+    /// generation and the incarnation's `seq` are what is trusted).
+    pub current: StdAtomicU64,
+    pub segments: Arc<Mutex<SegmentTable>>,
+    pub stable: Mutex<Stable>,
+    /// Durable advanced, a buffer was freed, `current` advanced, or poison.
+    pub stable_cv: Condvar,
+    /// Work for the I/O writer.
+    pub io_cv: Condvar,
+    /// Wakes the flusher early (shutdown).
+    pub flusher_cv: Condvar,
+    /// Fast-path copy of `stable.poison.is_some()`. Release when set (after the cause is
+    /// stored under the lock), Acquire when read; the cause itself is read under the lock.
+    pub poisoned: AtomicBool,
+    pub next_blob: StdAtomicU64,
+    pub salts: SaltSource,
+    pub counters: Counters,
+    /// Blobs whose pointer records were marked dead, waiting for durability and the horizon.
+    pub dead_blobs: Mutex<Vec<DeadBlob>>,
+    /// Drained segments past the epoch, to be freed by the I/O writer.
+    pub past_epoch: Arc<Mutex<Vec<SegmentId>>>,
+    /// Blobs past the epoch, to be removed by the I/O writer.
+    pub blobs_to_remove: Arc<Mutex<Vec<u64>>>,
+}
+
+/// A blob whose pointer record is dead. Its file may be removed once the death is durable
+/// (`drain_lsn`), no recovery can replay the pointer (`record_end` below the reuse horizon),
+/// and no reader can still be reading it (epoch).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DeadBlob {
+    pub id: u64,
+    pub record_end: u64,
+    pub drain_lsn: u64,
+}
+
+/// Random 64-bit segment salts: a process-random SipHash key over a counter. Uniqueness is
+/// what matters (a new incarnation of a slot must not repeat the old one's salt), so no
+/// cryptographic quality is needed; seeding from the OS (through `RandomState`) means two
+/// processes, or two runs after a crash, do not repeat each other's sequence.
+#[derive(Debug, Default)]
+pub(crate) struct SaltSource {
+    keys: std::hash::RandomState,
+    counter: StdAtomicU64,
+}
+
+impl SaltSource {
+    pub(crate) fn next(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.keys.build_hasher();
+        // Relaxed: uniqueness of the counter value is all that matters.
+        h.write_u64(self.counter.fetch_add(1, Ordering::Relaxed));
+        h.finish()
+    }
+}
+
+impl Shared {
+    pub(crate) fn seg_size(&self) -> u64 {
+        self.cfg.segment_size_bytes
+    }
+
+    pub(crate) fn check_poison(&self) -> Result<()> {
+        // Acquire: pairs with the Release in `poison` (the cause is then read under the lock).
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let st = lock(&self.stable);
+        Err(Error::Poisoned {
+            cause: st.poison.clone().unwrap_or_default(),
+        })
+    }
+
+    pub(crate) fn poison_error(&self) -> Error {
+        let st = lock(&self.stable);
+        Error::Poisoned {
+            cause: st.poison.clone().unwrap_or_else(|| "unknown".into()),
+        }
+    }
+
+    /// Records the first failure and wakes every waiter. Never cleared.
+    pub(crate) fn poison(&self, cause: String) {
+        let mut st = lock(&self.stable);
+        if st.poison.is_none() {
+            st.poison = Some(cause);
+        }
+        self.poisoned.store(true, Ordering::Release);
+        drop(st);
+        self.stable_cv.notify_all();
+        self.io_cv.notify_all();
+    }
+
+    /// Poisons with an I/O error and returns the error for the caller.
+    pub(crate) fn fail(
+        &self,
+        op: &'static str,
+        path: &std::path::Path,
+        e: std::io::Error,
+    ) -> Error {
+        let err = Error::io(op, path, e);
+        self.poison(err.to_string());
+        err
+    }
+
+    fn initial_offset(&self, base: u64) -> u32 {
+        if base % self.seg_size() == 0 {
+            SEGMENT_HEADER_LEN as u32
+        } else {
+            0
+        }
+    }
+
+    /// Claims `total` bytes (header + body) in the current buffer, sealing and rotating as
+    /// needed. `total` fits an empty buffer (checked by the caller).
+    pub(crate) fn reserve_inline(&self, total: u32) -> Result<Slot> {
+        loop {
+            self.check_poison()?;
+            // Acquire: pairs with the installer's Release store (stale is fine, see field doc).
+            let seq = self.current.load(Ordering::Acquire);
+            let idx = (seq % self.bufs.len() as u64) as usize;
+            let buf = &self.bufs[idx];
+            let snap = buf.word.load();
+            match snap.try_reserve(total, buf.capacity()) {
+                Reserve::Fits { next, offset } => {
+                    if buf.word.cas(snap, next).is_err() {
+                        bump(&self.counters.cas_retries, 1);
+                    } else {
+                        // Our slot pins this incarnation: its facts cannot change under us.
+                        let inc = buf.incarnation();
+                        debug_assert!(offset + total <= inc.capacity);
+                        return Ok(Slot {
+                            idx,
+                            offset,
+                            len: total,
+                            lsn: inc.base_lsn + u64::from(offset),
+                            file_offset: inc.file_offset + u64::from(offset),
+                            salt: inc.salt,
+                        });
+                    }
+                }
+                Reserve::Full => {
+                    self.try_seal(idx, snap, true)?;
+                }
+                Reserve::Sealed => self.wait_for_advance(seq)?,
+                Reserve::Busy => std::thread::yield_now(),
+            }
+        }
+    }
+
+    /// Seals buffer `idx` if its word still is `snap`; `pad` fills the rest of the segment
+    /// when the buffer ends there. On success rotates to the next buffer and returns the LSN
+    /// where the sealed buffer ends; `None` if another thread changed the word first.
+    pub(crate) fn try_seal(&self, idx: usize, snap: Snapshot, pad: bool) -> Result<Option<u64>> {
+        let buf = &self.bufs[idx];
+        let Some(sealed) = snap.try_seal_join() else {
+            return Ok(None);
+        };
+        if buf.word.cas(snap, sealed).is_err() {
+            bump(&self.counters.cas_retries, 1);
+            return Ok(None);
+        }
+        let counter = if pad {
+            &self.counters.buffers_sealed_full
+        } else {
+            &self.counters.buffers_sealed_early
+        };
+        bump(counter, 1);
+        // We own the seal and a writer slot: the incarnation is pinned.
+        let inc = buf.incarnation();
+        let off = sealed.offset();
+        let seg_off = inc.base_lsn % self.seg_size();
+        let ends_segment = seg_off + u64::from(inc.capacity) == self.seg_size();
+        let end = if pad && ends_segment {
+            let rest = inc.capacity - off;
+            // SAFETY: `[off, capacity)` lies past every reservation (the offset is frozen by our
+            // seal) and belongs to the sealer alone.
+            let tail = unsafe { buf.mem.slice_mut(off as usize, rest as usize) };
+            if tail.len() >= RECORD_HEADER_LEN {
+                let lsn = inc.base_lsn + u64::from(off);
+                encode_record_header(tail, RecordKind::Padding, lsn, inc.salt);
+            } else {
+                tail.fill(0);
+            }
+            inc.capacity
+        } else {
+            off
+        };
+        buf.set_end(end);
+        // Narrow the range readers look for records in: the next buffer starts at `end`, and
+        // this must happen before it is installed, or a reader could find a record of the
+        // next buffer inside this one's stale range.
+        *lock(&buf.status) = Status::InUse {
+            base: inc.base_lsn,
+            len: end,
+        };
+        self.finish(idx);
+        let next_base = inc.base_lsn + u64::from(end);
+        self.install(inc.seq + 1, next_base, Some((inc.segment, inc.salt)))?;
+        Ok(Some(next_base))
+    }
+
+    /// Drops one writer slot of buffer `idx`; the last writer out of a sealed buffer hands it
+    /// to the I/O writer.
+    pub(crate) fn finish(&self, idx: usize) {
+        let after = self.bufs[idx].word.writer_done();
+        if after.is_handoff() {
+            let mut st = lock(&self.stable);
+            st.queue.push(idx);
+            drop(st);
+            self.io_cv.notify_one();
+        }
+    }
+
+    /// Installs buffer `seq` for LSNs from `base`. `prev` is the segment (and its salt) of
+    /// buffer `seq - 1` (None at open when starting a new segment).
+    pub(crate) fn install(
+        &self,
+        seq: u64,
+        base: u64,
+        prev: Option<(SegmentId, u32)>,
+    ) -> Result<()> {
+        let idx = (seq % self.bufs.len() as u64) as usize;
+        let buf = &self.bufs[idx];
+        {
+            let mut st = lock(&self.stable);
+            loop {
+                if st.poison.is_some() {
+                    drop(st);
+                    return Err(self.poison_error());
+                }
+                let free = buf.word.load().is_handoff() && *lock(&buf.status) == Status::Free;
+                if free {
+                    break;
+                }
+                st = wait(&self.stable_cv, st);
+            }
+        }
+        let seg = self.seg_size();
+        let in_seg = base % seg;
+        let buf_size = self.cfg.io_buffer_size_bytes;
+        let (segment, capacity, salt) = if in_seg == 0 {
+            let mut table = lock(&self.segments);
+            if let Some((p, _)) = prev {
+                table.seal(p, base);
+            }
+            let (id, grow) = table.allocate(base);
+            if let Some(len) = grow {
+                // Growth is geometric, so this sync is rare; it keeps "after flush nothing is
+                // unsynced" literally true (the size change need not wait for the next data).
+                self.file
+                    .set_len(len)
+                    .and_then(|()| self.file.sync_data())
+                    .map_err(|e| self.fail("grow data file", &self.data_path, e))?;
+            }
+            table.buffer_installed(id);
+            drop(table);
+            // SAFETY: the buffer is free (written out, no writers): the installer owns it.
+            let hdr = unsafe { buf.mem.slice_mut(0, SEGMENT_HEADER_LEN) };
+            let salt = self.salts.next();
+            encode_segment_header(hdr, seg.trailing_zeros(), base, salt);
+            (id, buf_size.min(seg), salt as u32)
+        } else {
+            let (id, salt) =
+                prev.expect("a buffer inside a segment follows one in the same segment");
+            lock(&self.segments).buffer_installed(id);
+            (id, buf_size.min(seg - in_seg), salt)
+        };
+        let inc = Incarnation {
+            seq,
+            base_lsn: base,
+            file_offset: segment.0 * seg + in_seg,
+            segment,
+            capacity: capacity as u32,
+            salt,
+        };
+        buf.set_incarnation(inc);
+        *lock(&buf.status) = Status::InUse {
+            base,
+            len: inc.capacity,
+        };
+        let fresh = Snapshot::fresh(buf.word.load().next_generation(), self.initial_offset(base));
+        buf.word.install(fresh);
+        // Release: a thread that sees the new sequence also sees the installed word.
+        self.current.store(seq, Ordering::Release);
+        let st = lock(&self.stable);
+        drop(st);
+        self.stable_cv.notify_all();
+        Ok(())
+    }
+
+    /// Waits until `current` moves past `seq` (the buffer we met sealed is being rotated).
+    pub(crate) fn wait_for_advance(&self, seq: u64) -> Result<()> {
+        for _ in 0..64 {
+            // Acquire: pairs with the installer's Release store of `current`.
+            if self.current.load(Ordering::Acquire) != seq {
+                return Ok(());
+            }
+            std::thread::yield_now();
+        }
+        let mut st = lock(&self.stable);
+        loop {
+            if st.poison.is_some() {
+                drop(st);
+                return Err(self.poison_error());
+            }
+            // Acquire: pairs with the installer's Release store of `current`.
+            if self.current.load(Ordering::Acquire) != seq {
+                return Ok(());
+            }
+            st = wait(&self.stable_cv, st);
+        }
+    }
+
+    /// An upper bound of every LSN reserved so far (used as the LSN whose durability makes a
+    /// drain durable). Bounds every reservation this thread is ordered after: the `current`
+    /// load cannot return a sequence older than one it has already seen (coherence).
+    pub(crate) fn reserve_head(&self) -> u64 {
+        loop {
+            // Acquire: pairs with the installer's Release store of `current`.
+            let seq = self.current.load(Ordering::Acquire);
+            let buf = &self.bufs[(seq % self.bufs.len() as u64) as usize];
+            if let Some((snap, inc)) = buf.validated_view() {
+                if !snap.is_sealed() {
+                    return inc.base_lsn + u64::from(snap.offset());
+                }
+                // Sealed: its capacity bounds everything reserved in it.
+                return inc.base_lsn + u64::from(inc.capacity);
+            }
+        }
+    }
+
+    /// Seals the current buffer if it holds data below `want` (None = all data), then returns
+    /// the LSN that must become durable.
+    pub(crate) fn seal_for(&self, want: Option<u64>) -> Result<u64> {
+        loop {
+            self.check_poison()?;
+            // Acquire: pairs with the installer's Release store of `current`.
+            let seq = self.current.load(Ordering::Acquire);
+            let idx = (seq % self.bufs.len() as u64) as usize;
+            let Some((snap, inc)) = self.bufs[idx].validated_view() else {
+                continue;
+            };
+            if snap.is_sealed() {
+                // Being rotated (or a stale sequence): retry on the next buffer.
+                self.wait_for_advance(seq)?;
+                continue;
+            }
+            let base = inc.base_lsn;
+            let head = base + u64::from(snap.offset());
+            let target = want.map_or(head, |w| w.min(head));
+            if target <= base || snap.offset() == self.initial_offset(base) {
+                return Ok(target.min(base));
+            }
+            if let Some(end) = self.try_seal(idx, snap, false)? {
+                debug_assert!(end >= target);
+                return Ok(target);
+            }
+        }
+    }
+}

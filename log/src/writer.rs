@@ -1,0 +1,249 @@
+//! The I/O writer thread (writes handed-off buffers, fsyncs for waiters, reclaims drained
+//! segments), durability waits, and the background flusher.
+//!
+//! Group commit: `make_stable` callers raise `sync_requested` and sleep; the writer does one
+//! `fdatasync` for all of them once the contiguous written prefix has moved past `durable`.
+//! Buffers may be written in any order; `written_end` only advances over contiguous ranges,
+//! and `durable` becomes the `written_end` observed before a successful sync.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_epoch as epoch;
+
+use crate::blob;
+use crate::buffer::Status;
+use crate::error::{Error, Result};
+use crate::format::SEGMENT_HEADER_LEN;
+use crate::shared::{lock, wait, Shared};
+use crate::stats::bump;
+use crate::sync::Ordering;
+
+/// Body of the I/O writer thread. Exits when shut down with nothing queued.
+pub(crate) fn io_loop(sh: Arc<Shared>) {
+    loop {
+        let batch = {
+            let mut st = lock(&sh.stable);
+            loop {
+                if !st.queue.is_empty() {
+                    break;
+                }
+                let sync_due = st.sync_requested > st.durable && st.written_end > st.durable;
+                if st.poison.is_none() && sync_due {
+                    break;
+                }
+                if st.shutdown {
+                    return;
+                }
+                st = wait(&sh.io_cv, st);
+            }
+            std::mem::take(&mut st.queue)
+        };
+        write_batch(&sh, &batch);
+        maybe_sync(&sh);
+        reclaim(&sh);
+    }
+}
+
+/// Writes handed-off buffers. After a failure the log is poisoned and later buffers are
+/// dropped (never marked free, so nothing reuses them; every waiter sees the poison).
+fn write_batch(sh: &Shared, batch: &[usize]) {
+    for &idx in batch {
+        // Acquire: pairs with the Release in `Shared::poison`.
+        if sh.poisoned.load(Ordering::Acquire) {
+            return;
+        }
+        let buf = &sh.bufs[idx];
+        let inc = buf.incarnation();
+        let end = buf.end();
+        // SAFETY: the buffer was handed off (sealed, no writers) and is not marked free yet, so
+        // nobody writes any of its bytes until the status store below.
+        let bytes = unsafe { buf.mem.slice(0, end as usize) };
+        if let Err(e) = sh.file.write_all_at(bytes, inc.file_offset) {
+            sh.fail("write buffer", &sh.data_path, e);
+            return;
+        }
+        bump(&sh.counters.buffers_written, 1);
+        bump(&sh.counters.bytes_written, u64::from(end));
+        // Relaxed: every completer's fetch_add happened before its writer_done (AcqRel), which
+        // happened before this hand-off.
+        let live = buf.live.load(Ordering::Relaxed);
+        {
+            // The head is read under the table lock: a `mark_dead` that ran before (and whose
+            // relocated record therefore precedes it) is then ordered before this read.
+            let mut table = lock(&sh.segments);
+            let head = sh.reserve_head();
+            table.buffer_written(inc.segment, live, head);
+        }
+        *lock(&buf.status) = Status::Free;
+        let mut st = lock(&sh.stable);
+        let start = inc.base_lsn;
+        st.written.insert(start, start + u64::from(end));
+        while let Some(e) = {
+            let we = st.written_end;
+            st.written.remove(&we)
+        } {
+            st.written_end = e;
+        }
+        drop(st);
+        sh.stable_cv.notify_all();
+    }
+}
+
+/// One `fdatasync` if someone waits for durability the written prefix can give.
+fn maybe_sync(sh: &Shared) {
+    let target = {
+        let st = lock(&sh.stable);
+        if st.poison.is_some() || st.sync_requested <= st.durable || st.written_end <= st.durable {
+            return;
+        }
+        st.written_end
+    };
+    match sh.file.sync_data() {
+        Ok(()) => {
+            bump(&sh.counters.syncs, 1);
+            let mut st = lock(&sh.stable);
+            st.durable = st.durable.max(target);
+            drop(st);
+            sh.stable_cv.notify_all();
+        }
+        Err(e) => {
+            // Never retried: the kernel may have dropped the dirty pages already.
+            sh.fail("fdatasync data file", &sh.data_path, e);
+        }
+    }
+}
+
+/// Frees drained segments whose drain is durable, behind the epoch; truncates a free tail.
+fn reclaim(sh: &Shared) {
+    let durable = lock(&sh.stable).durable;
+    let (ids, horizon) = {
+        let mut table = lock(&sh.segments);
+        (table.take_reclaimable(durable), table.reuse_horizon())
+    };
+    let blobs: Vec<u64> = {
+        let mut dead = lock(&sh.dead_blobs);
+        let (ready, wait): (Vec<_>, Vec<_>) = dead
+            .iter()
+            .partition(|b| b.drain_lsn <= durable && b.record_end <= horizon);
+        *dead = wait;
+        ready.into_iter().map(|b| b.id).collect()
+    };
+    let guard = epoch::pin();
+    if !blobs.is_empty() {
+        let to_remove = sh.blobs_to_remove.clone();
+        // Readers pin around blob reads too.
+        guard.defer(move || lock(&to_remove).extend(blobs));
+    }
+    if !ids.is_empty() {
+        let past_epoch = sh.past_epoch.clone();
+        // Readers pin the epoch around every read: the slot is freed (and may be reused) only
+        // after every reader that could have seen a pointer into it unpinned.
+        guard.defer(move || lock(&past_epoch).extend(ids));
+    }
+    // Also advances the epoch and runs expired closures from earlier rounds.
+    guard.flush();
+    drop(guard);
+    free_segments(sh);
+    remove_blobs(sh);
+    let mut table = lock(&sh.segments);
+    if let Some(len) = table.shrink_target() {
+        // Under the table lock so no allocation grows the file meanwhile.
+        let r = sh.file.set_len(len).and_then(|()| sh.file.sync_data());
+        if let Err(e) = r {
+            drop(table);
+            sh.fail("truncate data file", &sh.data_path, e);
+        }
+    }
+}
+
+/// Frees the slots whose drain passed the epoch. Their headers are zeroed first, so after a
+/// restart they are free slots rather than old segments recovery must keep (it cannot tell a
+/// dead segment below the start LSN from a live one). The zeroing becomes durable with the
+/// next sync; if a crash loses it the slot is merely kept until the upper layer frees it again.
+fn free_segments(sh: &Shared) {
+    let ids = std::mem::take(&mut *lock(&sh.past_epoch));
+    if ids.is_empty() {
+        return;
+    }
+    let mut table = lock(&sh.segments);
+    for id in ids {
+        let offset = id.0 * sh.seg_size();
+        if let Err(e) = sh.file.write_all_at(&[0u8; SEGMENT_HEADER_LEN], offset) {
+            drop(table);
+            sh.fail("zero freed segment header", &sh.data_path, e);
+            return;
+        }
+        table.free(id);
+        bump(&sh.counters.segments_freed, 1);
+    }
+}
+
+/// Removes blob files whose removal passed the epoch, then syncs the blob directory once.
+/// A failure poisons the log like any other failed write or sync.
+fn remove_blobs(sh: &Shared) {
+    let ids = std::mem::take(&mut *lock(&sh.blobs_to_remove));
+    if ids.is_empty() {
+        return;
+    }
+    for id in ids {
+        let path = blob::blob_path(&sh.cfg.path, id);
+        if let Err(e) = sh.storage.remove_file(&path) {
+            sh.fail("remove dead blob", &path, e);
+            return;
+        }
+    }
+    let dir = blob::blob_dir(&sh.cfg.path);
+    if let Err(e) = sh.storage.sync_dir(&dir) {
+        sh.fail("fsync blob directory", &dir, e);
+    }
+}
+
+/// Waits until every LSN below `target` is durable.
+pub(crate) fn wait_durable(sh: &Shared, target: u64) -> Result<()> {
+    let mut st = lock(&sh.stable);
+    loop {
+        if let Some(cause) = &st.poison {
+            return Err(Error::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        if st.durable >= target {
+            return Ok(());
+        }
+        if st.sync_requested < target {
+            st.sync_requested = target;
+            sh.io_cv.notify_one();
+        }
+        st = wait(&sh.stable_cv, st);
+    }
+}
+
+/// Body of the flusher thread: `flush` every `every`, until stopped or poisoned.
+pub(crate) fn flusher_loop(sh: Arc<Shared>, every: Duration) {
+    let mut next = Instant::now() + every;
+    loop {
+        {
+            let mut st = lock(&sh.stable);
+            loop {
+                if st.flusher_stop {
+                    return;
+                }
+                let now = Instant::now();
+                if now >= next {
+                    break;
+                }
+                st = sh
+                    .flusher_cv
+                    .wait_timeout(st, next - now)
+                    .unwrap_or_else(|_| panic!("log mutex poisoned by an earlier panic"))
+                    .0;
+            }
+        }
+        let r = sh.seal_for(None).and_then(|t| wait_durable(&sh, t));
+        if r.is_err() {
+            return; // poisoned: every later call reports it.
+        }
+        next = Instant::now() + every;
+    }
+}

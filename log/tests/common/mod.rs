@@ -1,0 +1,83 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use logstore::io::SimStorage;
+use logstore::{Config, Log, Lsn, RecoveredRecord};
+
+/// A deterministic body for record number `i` of length `len`.
+pub fn body(i: u64, len: usize) -> Vec<u8> {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// SplitMix64, for seeded tests.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The seed from `$name` or a fresh one, printed so a failure reproduces.
+pub fn seed(name: &str) -> u64 {
+    let s = std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("seed: {name}={s}");
+    s
+}
+
+pub fn small_config() -> Config {
+    Config::small("/db")
+}
+
+pub fn open_sim(sim: &SimStorage, cfg: &Config) -> (Log, Vec<RecoveredRecord>) {
+    Log::open(cfg.clone(), Arc::new(sim.clone()), Lsn(0)).expect("open log")
+}
+
+pub fn bodies(recs: &[RecoveredRecord]) -> Vec<Vec<u8>> {
+    recs.iter().map(|r| r.body.clone()).collect()
+}
+
+/// The first of the environment variables `names` that parses, else `default`.
+pub fn env_u64(names: &[&str], default: u64) -> u64 {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().and_then(|v| v.parse().ok()))
+        .unwrap_or(default)
+}
+
+/// `LOG_STRESS_MS` (set by `sanitizers.sh --quick`): a wall-clock budget for stress loops.
+pub fn stress_deadline() -> Option<std::time::Instant> {
+    let ms = std::env::var("LOG_STRESS_MS").ok()?.parse().ok()?;
+    Some(std::time::Instant::now() + std::time::Duration::from_millis(ms))
+}
+
+/// Whether the stress budget is spent.
+pub fn past(deadline: Option<std::time::Instant>) -> bool {
+    deadline.is_some_and(|d| std::time::Instant::now() > d)
+}
