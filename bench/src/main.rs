@@ -1,8 +1,9 @@
 //! `cargo run --release`: bwtree's benchmark suite and command-line tool.
 //!
 //! Suites built so far: `radix` (the mapping table against a flat array, a locked HashMap and
-//! DashMap) and `log` (append throughput and group commit against the raw file system). The key-value suites against peer stores arrive with the Bw-tree; asking for one
-//! that does not exist yet is an error, not an empty table.
+//! DashMap) and `log` (append throughput and group commit against the raw file system). The
+//! key-value suites against peer stores arrive with the Bw-tree; asking for one that does not
+//! exist yet is an error, not an empty table.
 
 mod alloc_counter;
 mod log_suite;
@@ -49,7 +50,7 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let suites = if cli.suite.is_empty() {
-        vec![Suite::Radix]
+        vec![Suite::Radix, Suite::Log]
     } else {
         cli.suite.clone()
     };
