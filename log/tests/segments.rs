@@ -11,14 +11,19 @@ use common::*;
 use logstore::io::{SimStorage, Storage};
 use logstore::{Config, DiskPtr, Log, Lsn, SegmentState, DATA_FILE};
 
-#[test]
-fn churn_reuses_segments_and_bounds_the_file() {
-    let sim = SimStorage::new();
-    let cfg = Config {
+/// The smallest legal segments with 1 KiB buffers: segment switches and reuse on every test.
+fn four_kib_segments() -> Config {
+    Config {
         segment_size_bytes: 4096,
         io_buffer_size_bytes: 1024,
         ..small_config()
-    };
+    }
+}
+
+#[test]
+fn churn_reuses_segments_and_bounds_the_file() {
+    let sim = SimStorage::new();
+    let cfg = four_kib_segments();
     let (log, _) = open_sim(&sim, &cfg);
     let mut prev: Vec<DiskPtr> = Vec::new();
     let mut max_slots = 0;
@@ -131,11 +136,7 @@ fn mark_dead_lowers_live_bytes() {
 #[test]
 fn freed_slots_stay_free_across_restart() {
     let sim = SimStorage::new();
-    let cfg = Config {
-        segment_size_bytes: 4096,
-        io_buffer_size_bytes: 1024,
-        ..small_config()
-    };
+    let cfg = four_kib_segments();
     let (log, _) = open_sim(&sim, &cfg);
     let mut ptrs = Vec::new();
     for i in 0..120u64 {
@@ -181,11 +182,7 @@ fn freed_slots_stay_free_across_restart() {
 #[test]
 fn reset_live_after_restart_frees_dead_old_segments() {
     let sim = SimStorage::new();
-    let cfg = Config {
-        segment_size_bytes: 4096,
-        io_buffer_size_bytes: 1024,
-        ..small_config()
-    };
+    let cfg = four_kib_segments();
     let mut live = Vec::new();
     let horizon;
     {
@@ -239,11 +236,7 @@ fn reset_live_after_restart_frees_dead_old_segments() {
 #[test]
 fn free_tail_slots_are_truncated() {
     let sim = SimStorage::new();
-    let cfg = Config {
-        segment_size_bytes: 4096,
-        io_buffer_size_bytes: 1024,
-        ..small_config()
-    };
+    let cfg = four_kib_segments();
     let file_len = |sim: &SimStorage| {
         sim.volatile_contents(&Path::new("/db").join(DATA_FILE))
             .unwrap()
