@@ -189,12 +189,15 @@ pub(crate) fn recover(
             (seg - SEGMENT_HEADER_LEN as u64) as i64,
         );
     }
-    let mut tail = found
-        .last()
-        .map_or(0, |f| f.lsn + seg)
-        .max(from.0.div_ceil(seg) * seg);
+    // If nothing at or after the start scans valid, new records begin at the first segment
+    // boundary at or after `from` (segments before it were kept above).
+    let mut tail = from.0.div_ceil(seg) * seg;
     let mut tail_segment = None;
-    let mut expected = found.get(first).map(|f| f.lsn);
+    // The scan must begin with the start segment itself: buffers are written out of order, so
+    // a later segment may be on disk while the start segment's header never got there, and
+    // resuming at the later one would skip a hole (not a prefix). A missing start segment ends
+    // the log at the start.
+    let mut expected = Some(start_seg);
     let mut idx = first;
     while let (Some(want), Some(f)) = (expected, found.get(idx)) {
         if f.lsn != want {
