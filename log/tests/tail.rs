@@ -83,20 +83,22 @@ fn intact_before(recs: &[(Vec<u8>, DiskPtr)], offset: u64) -> usize {
         .count()
 }
 
-fn last_segment(recs: &[(Vec<u8>, DiskPtr)]) -> u64 {
+/// The file offset of the last segment, and the index of the first record in it.
+fn last_segment(recs: &[(Vec<u8>, DiskPtr)]) -> (u64, usize) {
     let seg = cfg().segment_size_bytes;
-    recs.last().unwrap().1.file_offset() / seg * seg
+    let start = recs.last().unwrap().1.file_offset() / seg * seg;
+    let first_in_last = recs
+        .iter()
+        .position(|(_, p)| p.file_offset() >= start)
+        .unwrap();
+    (start, first_in_last)
 }
 
 #[test]
 fn cut_at_every_offset_of_the_last_segment() {
     let (file, recs) = build();
-    let start = last_segment(&recs);
     // Records must be in file order within the last segment for `intact_before`.
-    let first_in_last = recs
-        .iter()
-        .position(|(_, p)| p.file_offset() >= start)
-        .unwrap();
+    let (start, first_in_last) = last_segment(&recs);
     let seg = cfg().segment_size_bytes;
     for cut in start..=(start + seg).min(file.len() as u64) {
         let sim = sim_with(&file[..cut as usize]);
@@ -119,11 +121,7 @@ fn cut_at_every_offset_of_the_last_segment() {
 #[test]
 fn flip_every_byte_of_the_last_segment() {
     let (file, recs) = build();
-    let start = last_segment(&recs);
-    let first_in_last = recs
-        .iter()
-        .position(|(_, p)| p.file_offset() >= start)
-        .unwrap();
+    let (start, first_in_last) = last_segment(&recs);
     let end = file.len().min((start + cfg().segment_size_bytes) as usize);
     for at in start as usize..end {
         let mut bytes = file.clone();
@@ -146,7 +144,7 @@ fn flip_every_byte_of_the_last_segment() {
 #[test]
 fn zeroed_and_garbage_tails() {
     let (file, recs) = build();
-    let start = last_segment(&recs) as usize;
+    let start = last_segment(&recs).0 as usize;
     let mut zeroed = file.clone();
     zeroed[start + 32..].fill(0);
     let first_in_last = recs
