@@ -281,8 +281,15 @@ impl Shared {
     /// Drops one writer slot of buffer `idx`; the last writer out of a sealed buffer hands it
     /// to the I/O writer.
     pub(crate) fn finish(&self, idx: usize) {
-        let after = self.bufs[idx].word.writer_done();
+        let buf = &self.bufs[idx];
+        let after = buf.word.writer_done();
         if after.is_handoff() {
+            // Relaxed: every completer's increment happened before its writer_done (AcqRel),
+            // which this last writer's writer_done follows. swap(0) resets it for the next use.
+            bump(
+                &self.counters.records_completed,
+                buf.records.swap(0, Ordering::Relaxed),
+            );
             let mut st = lock(&self.stable);
             st.queue.push(idx);
             drop(st);

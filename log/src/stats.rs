@@ -7,7 +7,8 @@ use crate::sync::{Ordering, StdAtomicU64};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LogStats {
-    /// Records completed (inline and oversized).
+    /// Records completed (inline and oversized) in buffers already handed to the writer:
+    /// exact after `flush`, behind by the records of open buffers before it.
     pub records_completed: u64,
     /// Reservations aborted or dropped.
     pub records_aborted: u64,

@@ -43,6 +43,10 @@ pub(crate) struct IoBuffer {
     end: AtomicU32,
     /// Bytes of completed Data/BlobPointer records (segment live-byte accounting).
     pub live: StdAtomicU64,
+    /// Records completed in this incarnation, folded into the log-wide counter once, at
+    /// hand-off: a per-record RMW on the shared counters' cache line would make every appender
+    /// contend with every other, while this line is already owned for `live`.
+    pub records: StdAtomicU64,
 }
 
 /// The facts of one incarnation, as the installer sets them.
@@ -72,6 +76,7 @@ impl IoBuffer {
             salt: AtomicU32::new(0),
             end: AtomicU32::new(0),
             live: StdAtomicU64::new(0),
+            records: StdAtomicU64::new(0),
         }
     }
 
