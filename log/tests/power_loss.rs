@@ -120,14 +120,8 @@ fn run(ops: &[Op], cfg: &Config) -> Result<(), TestCaseError> {
                 let (l, recs) = open(from);
                 drop(l);
                 let got = bodies(&recs);
-                prop_assert!(
-                    got.len() >= synced,
-                    "lost synced records: {} < {synced}",
-                    got.len()
-                );
-                prop_assert!(got.len() <= completed.len());
-                let want = just_bodies(&completed);
-                prop_assert_eq!(&got[..], &want[..got.len()], "not a prefix");
+                let violation = prefix_violation(&got, &just_bodies(&completed), synced);
+                prop_assert!(violation.is_none(), "{}", violation.unwrap_or_default());
                 // Recovery is idempotent, even across another power loss right after it.
                 sim.crash(seed.wrapping_add(1), mode(*m));
                 let (l, again) = open(from);

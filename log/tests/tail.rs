@@ -65,15 +65,10 @@ fn recover(sim: &SimStorage) -> Vec<Vec<u8>> {
 }
 
 fn check_prefix(got: &[Vec<u8>], recs: &[(Vec<u8>, DiskPtr)], at_least: usize, what: &str) {
-    assert!(got.len() <= recs.len(), "{what}: more records than written");
-    for (i, b) in got.iter().enumerate() {
-        assert_eq!(b, &recs[i].0, "{what}: record {i} differs: not a prefix");
+    let completed: Vec<&[u8]> = recs.iter().map(|(b, _)| b.as_slice()).collect();
+    if let Some(why) = prefix_violation(got, &completed, at_least) {
+        panic!("{what}: {why}");
     }
-    assert!(
-        got.len() >= at_least,
-        "{what}: recovered {} < {at_least} intact records",
-        got.len()
-    );
 }
 
 /// Records ending at or before `offset` (all segments before the damaged one are intact).

@@ -81,3 +81,33 @@ pub fn stress_deadline() -> Option<std::time::Instant> {
 pub fn past(deadline: Option<std::time::Instant>) -> bool {
     deadline.is_some_and(|d| std::time::Instant::now() > d)
 }
+
+/// Why `got` is not a valid recovery of `completed` (bodies in completion order) given that the
+/// first `at_least` were acknowledged durable: it must be a prefix of `completed` at least
+/// `at_least` long. `None` when it is.
+#[allow(dead_code)] // not every test binary that includes `common` checks prefixes
+pub fn prefix_violation<B: AsRef<[u8]>>(
+    got: &[Vec<u8>],
+    completed: &[B],
+    at_least: usize,
+) -> Option<String> {
+    if got.len() > completed.len() {
+        return Some(format!(
+            "recovered {} records, only {} were completed",
+            got.len(),
+            completed.len()
+        ));
+    }
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != completed[i].as_ref()) {
+        return Some(format!(
+            "record {i} differs from the completed one: not a prefix"
+        ));
+    }
+    if got.len() < at_least {
+        return Some(format!(
+            "recovered {} records, but {at_least} were acknowledged durable",
+            got.len()
+        ));
+    }
+    None
+}
