@@ -1,6 +1,13 @@
-//! # pagecache (not built yet)
+//! # pagecache: delta chains in memory, fragments in the log
 //!
-//! The LLAMA-style page cache between the Bw-tree and the log: logical pages are delta chains in
-//! memory and fragments in the log; page-in, eviction under a byte budget, checkpoints and segment
-//! cleaning. See `docs/ARCHITECTURE.md`. This crate is intentionally empty until its issue lands:
-//! it exports nothing, so nothing can depend on behaviour that does not exist yet.
+//! (Under construction: see the issue. The crate doc is completed with the cache itself.)
+
+mod codec;
+mod error;
+mod fragment;
+mod location;
+mod model;
+
+pub use error::{Error, Result};
+pub use location::{Location, MAX_FILE_BYTES, MAX_RECORD_LEN};
+pub use model::PageModel;

@@ -1,0 +1,80 @@
+//! The crate's one error type. Every message says what happened and what the caller can do.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use radix::Pid;
+
+/// What went wrong in the page cache. Operating errors only: broken invariants panic.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The log below failed (I/O, corruption, poisoning, oversize record, bad configuration).
+    Log(logstore::Error),
+    /// A checkpoint file or page fragment is not what the page cache wrote.
+    Corruption {
+        /// What was found wrong.
+        what: String,
+        /// The file it was found in.
+        path: PathBuf,
+    },
+    /// The configuration is invalid.
+    Config(String),
+    /// A page fragment lies beyond the largest data file a slot word can address
+    /// ([`MAX_FILE_BYTES`](crate::MAX_FILE_BYTES)).
+    DatabaseTooLarge {
+        /// The fragment's file offset.
+        offset: u64,
+    },
+    /// The page does not exist (never allocated, or freed).
+    NoSuchPage(Pid),
+}
+
+/// Results of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<logstore::Error> for Error {
+    fn from(e: logstore::Error) -> Self {
+        Error::Log(e)
+    }
+}
+
+impl Error {
+    pub(crate) fn corruption(what: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        Error::Corruption {
+            what: what.into(),
+            path: path.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Log(e) => write!(f, "{e}"),
+            Error::Corruption { what, path } => write!(
+                f,
+                "page cache data in {} is corrupt: {what}; restore from a backup or reopen to \
+                 fall back to the previous checkpoint",
+                path.display()
+            ),
+            Error::Config(what) => write!(f, "invalid page cache configuration: {what}"),
+            Error::DatabaseTooLarge { offset } => write!(
+                f,
+                "the data file grew past {} bytes (a fragment at offset {offset}); the page \
+                 cache cannot address it",
+                crate::MAX_FILE_BYTES
+            ),
+            Error::NoSuchPage(pid) => write!(f, "page {pid:?} does not exist"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Log(e) => Some(e),
+            _ => None,
+        }
+    }
+}

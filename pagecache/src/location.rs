@@ -1,0 +1,97 @@
+//! [`Location`]: where a page fragment's log record lives, packed into one 62-bit word so an
+//! evicted page costs exactly its radix slot (no heap object).
+//!
+//! Layout (`u64`, bits 62-63 always zero so it fits a slot payload):
+//! `record length (22 bits) << 40 | file offset (40 bits)`.
+//! The log's slot table turns the offset back into the record's LSN; `Log::read_at` checks
+//! the record there still belongs to the slot's current incarnation.
+
+use logstore::DiskPtr;
+
+use crate::error::{Error, Result};
+
+/// Bits of the file offset: data files up to 1 TiB.
+const OFFSET_BITS: u32 = 40;
+/// Bits of the record length: inline records up to 4 MiB (the page cache caps the log's I/O
+/// buffer size accordingly; larger fragments are blob records with a small inline pointer).
+const LEN_BITS: u32 = 22;
+
+/// The largest data file whose fragments a [`Location`] can address.
+pub const MAX_FILE_BYTES: u64 = 1 << OFFSET_BITS;
+/// The largest inline log record a [`Location`] can describe.
+pub const MAX_RECORD_LEN: u64 = (1 << LEN_BITS) - 1;
+
+const _: () = assert!(
+    OFFSET_BITS + LEN_BITS == 62,
+    "a location must fit a slot payload"
+);
+
+/// A fragment's record: file offset and inline record length.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct Location(u64);
+
+impl Location {
+    /// The location of the record `ptr` names.
+    ///
+    /// # Errors
+    /// [`Error::DatabaseTooLarge`] past [`MAX_FILE_BYTES`]. (Record lengths always fit: the
+    /// page cache validates the log's I/O buffer size.)
+    pub fn of(ptr: &DiskPtr) -> Result<Location> {
+        let offset = ptr.file_offset();
+        if offset >= MAX_FILE_BYTES {
+            return Err(Error::DatabaseTooLarge { offset });
+        }
+        let len = u64::from(ptr.record_len());
+        assert!(len <= MAX_RECORD_LEN, "record length {len} exceeds 22 bits");
+        Ok(Location(len << OFFSET_BITS | offset))
+    }
+
+    /// The packed word (a slot payload, or a checkpoint entry).
+    pub fn to_word(self) -> u64 {
+        self.0
+    }
+
+    /// Unpacks a word from a slot or a checkpoint; `None` if bits 62-63 are set or the length
+    /// is zero (never a valid record).
+    pub fn from_word(word: u64) -> Option<Location> {
+        let loc = Location(word);
+        (word >> (OFFSET_BITS + LEN_BITS) == 0 && loc.record_len() > 0).then_some(loc)
+    }
+
+    /// Byte offset of the record header in the data file.
+    pub fn file_offset(self) -> u64 {
+        self.0 & (MAX_FILE_BYTES - 1)
+    }
+
+    /// Length of the inline record (header + body).
+    pub fn record_len(self) -> u32 {
+        (self.0 >> OFFSET_BITS) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logstore::Lsn;
+
+    #[test]
+    fn roundtrips_offset_and_length() {
+        let ptr = DiskPtr::from_parts(Lsn(99), (1 << 40) - 1, (1 << 22) - 1, None);
+        let loc = Location::of(&ptr).unwrap();
+        assert_eq!(loc.file_offset(), (1 << 40) - 1);
+        assert_eq!(loc.record_len(), (1 << 22) - 1);
+        assert_eq!(Location::from_word(loc.to_word()), Some(loc));
+        assert!(loc.to_word() <= radix::MAX_PAYLOAD);
+    }
+
+    #[test]
+    fn rejects_offsets_past_the_limit_and_malformed_words() {
+        let ptr = DiskPtr::from_parts(Lsn(1), 1 << 40, 30, None);
+        assert!(matches!(
+            Location::of(&ptr),
+            Err(Error::DatabaseTooLarge { .. })
+        ));
+        assert_eq!(Location::from_word(1 << 62), None);
+        assert_eq!(Location::from_word(5), None, "zero length");
+    }
+}
