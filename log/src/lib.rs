@@ -47,6 +47,7 @@ mod debug_delay;
 mod error;
 pub mod format;
 pub mod io;
+mod locate;
 mod log;
 mod recovery;
 mod reservation;

@@ -46,6 +46,13 @@ impl<'a> Reservation<'a> {
         }
     }
 
+    pub(crate) fn inline_slot(&self) -> Option<&Slot> {
+        match &self.claim {
+            Claim::Inline(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The record's LSN, if already known (oversized records get theirs at `complete`).
     pub fn lsn(&self) -> Option<Lsn> {
         match &self.claim {

@@ -276,6 +276,14 @@ impl SegmentTable {
         None
     }
 
+    /// The LSN of the segment slot `id` holds now, unless it is free (or beyond the file).
+    pub(crate) fn segment_lsn(&self, id: SegmentId) -> Option<u64> {
+        let slot = self.slots.get(usize::try_from(id.0).ok()?)?;
+        (slot.state != SegmentState::Free)
+            .then_some(slot.lsn)
+            .flatten()
+    }
+
     pub(crate) fn reuse_horizon(&self) -> u64 {
         self.reuse_horizon
     }
