@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use logstore::Lsn;
 use radix::Pid;
 
 /// What went wrong in the page cache. Operating errors only: broken invariants panic.
@@ -26,8 +27,35 @@ pub enum Error {
         /// The fragment's file offset.
         offset: u64,
     },
+    /// A file-system call of the page cache itself (checkpoint files, directory) failed.
+    Io {
+        /// The operation that failed.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// The page does not exist (never allocated, or freed).
     NoSuchPage(Pid),
+    /// A checkpoint was asked to be written at an LSN below the newest checkpoint already in
+    /// the directory: writing it would move recovery backwards, so it was refused.
+    CheckpointBehind {
+        /// The LSN of the refused checkpoint.
+        lsn: Lsn,
+        /// The LSN of the newest checkpoint on disk.
+        newest: Lsn,
+        /// That checkpoint's file.
+        path: PathBuf,
+    },
+    /// A page fragment does not fit in one log record (pages must be smaller than the log's
+    /// I/O buffer).
+    FragmentTooLarge {
+        /// The fragment's encoded length.
+        len: u64,
+        /// The largest fragment the log stores inline.
+        max: u64,
+    },
 }
 
 /// Results of this crate.
@@ -40,6 +68,14 @@ impl From<logstore::Error> for Error {
 }
 
 impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
     pub(crate) fn corruption(what: impl Into<String>, path: impl Into<PathBuf>) -> Self {
         Error::Corruption {
             what: what.into(),
@@ -65,7 +101,23 @@ impl fmt::Display for Error {
                  cache cannot address it",
                 crate::MAX_FILE_BYTES
             ),
+            Error::Io { op, path, source } => write!(
+                f,
+                "{op} failed for {}: {source}; check the disk and permissions, then reopen",
+                path.display()
+            ),
             Error::NoSuchPage(pid) => write!(f, "page {pid:?} does not exist"),
+            Error::CheckpointBehind { lsn, newest, path } => write!(
+                f,
+                "refused to write a checkpoint at LSN {lsn}: {} is newer (LSN {newest}); the \
+                 directory may hold another database's files, otherwise this is a bug",
+                path.display()
+            ),
+            Error::FragmentTooLarge { len, max } => write!(
+                f,
+                "a page fragment of {len} bytes exceeds the {max} bytes a log record holds; \
+                 split the page or raise the log's io_buffer_size_bytes"
+            ),
         }
     }
 }
@@ -74,6 +126,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Log(e) => Some(e),
+            Error::Io { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -1,0 +1,97 @@
+//! Eviction under the byte budget: CLOCK with a small saturating heat per page.
+//!
+//! A read adds one heat (up to [`MAX_HEAT`](crate::node::MAX_HEAT)); the hand takes one away
+//! per pass and evicts a page it finds cold. A page read once by a large scan is evicted after
+//! one pass, while a page read repeatedly survives three: a scan does not flush the hot set.
+//!
+//! Eviction turns the slot into one `OnDisk` word naming a single base fragment. A page with
+//! deltas is first consolidated (one base record written), so an evicted page costs exactly
+//! its slot and is read back with one log read. Only a fragment whose record is complete is
+//! evicted to (page-ins read it by position).
+
+use crossbeam_epoch::Guard;
+use radix::{Pid, SlotState, SlotWord};
+
+use crate::error::Result;
+use crate::inner::{view_of, Inner};
+use crate::location::Location;
+use crate::model::PageModel;
+use crate::stats::add;
+use crate::sync::Ordering;
+use crate::view::PageView;
+
+impl<M: PageModel> Inner<M> {
+    fn over_budget(&self) -> bool {
+        // Relaxed: a budget check; being a little late is harmless.
+        self.counters.resident_bytes.load(Ordering::Relaxed) > self.cfg.cache_capacity_bytes as u64
+    }
+
+    /// Evicts cold pages while resident bytes exceed the budget. One thread at a time; others
+    /// skip (the budget is soft by the pages in flight).
+    pub(crate) fn maybe_evict(&self, guard: &Guard) -> Result<()> {
+        if !self.over_budget() {
+            return Ok(());
+        }
+        let Ok(_one_evictor) = self.evicting.try_lock() else {
+            return Ok(());
+        };
+        let pages = self.pids.next_fresh();
+        // Each page needs at most MAX_HEAT + 1 visits to become evictable.
+        let max_steps = pages.saturating_mul(u64::from(crate::node::MAX_HEAT) + 2);
+        let mut steps = 0;
+        while self.over_budget() && steps < max_steps {
+            // Relaxed: the hand only spreads the work; any value is a valid position.
+            let raw = self.clock_hand.fetch_add(1, Ordering::Relaxed) % pages.max(1);
+            steps += 1;
+            let Some(pid) = Pid::new(raw) else { continue };
+            self.clock_step(pid, guard)?;
+        }
+        Ok(())
+    }
+
+    /// One hand position: cool the page, or evict it if already cold.
+    fn clock_step(&self, pid: Pid, guard: &Guard) -> Result<()> {
+        let Some(slot) = self.table.get(pid) else {
+            return Ok(());
+        };
+        let word = slot.load();
+        if !matches!(word.state(), SlotState::InMemory(_)) {
+            return Ok(());
+        }
+        let view = view_of::<M>(pid, word, guard);
+        // Relaxed: heat is a hint.
+        let heat = view.head.heat.load(Ordering::Relaxed);
+        if heat > 0 {
+            view.head.heat.store(heat - 1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.evict(&view, guard).map(drop)
+    }
+
+    /// Evicts the page if it is still in the state `view`; returns whether it did.
+    pub(crate) fn evict(&self, view: &PageView<'_, M>, guard: &Guard) -> Result<bool> {
+        let mut view = *view;
+        if view.len() > 1 {
+            let base = view.consolidate();
+            match self.replace(base, &view, guard)? {
+                Ok(v) => view = v,
+                Err(_) => return Ok(false),
+            }
+        }
+        if !view.head.is_completed() {
+            return Ok(false);
+        }
+        let loc = Location::of(&view.head.disk)?;
+        let slot = self.slot(view.pid);
+        if slot
+            .try_replace(view.word, SlotWord::on_disk(loc.to_word()))
+            .is_err()
+        {
+            add(&self.counters.cas_failures, 1);
+            return Ok(false);
+        }
+        add(&self.counters.evictions, 1);
+        self.retire_chain(&view, guard);
+        Ok(true)
+    }
+}

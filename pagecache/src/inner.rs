@@ -1,0 +1,338 @@
+//! The shared state of an open page cache and its page operations.
+//!
+//! Every mutation follows one protocol: **reserve -> encode into the reservation -> CAS the
+//! slot -> complete** (or **abort** when the CAS loses). So a completed fragment always
+//! describes a state that was published, and fragments of one page complete in the order of
+//! their CASes: each writer reserves after loading the state it expects, hence after every
+//! earlier winner reserved (LSN order = CAS order per page). Recovery replays in LSN order.
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+
+use crossbeam_epoch::Guard;
+use logstore::io::Storage;
+use logstore::{DiskPtr, Log, Reservation};
+use radix::{Pid, PidAllocator, RadixTable, Slot, SlotState, SlotWord};
+
+use crate::codec;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::fragment::{self, Kind};
+use crate::location::Location;
+use crate::model::PageModel;
+use crate::node::{retire, Node};
+use crate::stats::{add, sub, Counters};
+use crate::sync::{AtomicU64, Ordering};
+use crate::view::PageView;
+
+/// The state shared by the handle and the background thread.
+pub(crate) struct Inner<M: PageModel> {
+    pub(crate) cfg: Config,
+    pub(crate) log: Log,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) table: RadixTable,
+    pub(crate) pids: PidAllocator,
+    pub(crate) counters: Arc<Counters>,
+    /// The CLOCK hand: the next pid the evictor looks at.
+    pub(crate) clock_hand: AtomicU64,
+    /// One evictor at a time (others go on with their work).
+    pub(crate) evicting: Mutex<()>,
+    /// One checkpoint at a time.
+    pub(crate) checkpointing: Mutex<()>,
+    /// One cleaning pass at a time.
+    pub(crate) cleaning: Mutex<()>,
+    /// The last error of the background thread.
+    pub(crate) background_error: Mutex<Option<String>>,
+    pub(crate) _model: PhantomData<M>,
+}
+
+/// The outcome of a conditional page operation: installed, or the page was not in the
+/// expected state (the value comes back; re-read the page and retry).
+pub type Installed<'g, M, T> = std::result::Result<PageView<'g, M>, T>;
+
+impl<M: PageModel> Inner<M> {
+    /// Reserves and fills a fragment record; returns it with its future location.
+    fn write_fragment<T: bincode::Encode>(
+        &self,
+        kind: Kind,
+        pid: Pid,
+        prev: &[Location],
+        payload: Option<&T>,
+    ) -> Result<(Reservation<'_>, DiskPtr)> {
+        let payload_len = payload.map_or(0, codec::encoded_len);
+        let len = fragment::fragment_len(prev.len(), payload_len);
+        let max = self.log.config().max_inline_body();
+        if len as u64 > max {
+            return Err(Error::FragmentTooLarge {
+                len: len as u64,
+                max,
+            });
+        }
+        let mut r = self.log.reserve(len)?;
+        let rest = fragment::encode_header(r.body_mut(), kind, pid, prev);
+        if let Some(p) = payload {
+            codec::encode_into(p, rest);
+        }
+        let ptr = r.disk_ptr().expect("fragments are stored inline");
+        // Checked before publishing: an unaddressable fragment must never reach a slot.
+        Location::of(&ptr)?;
+        Ok((r, ptr))
+    }
+
+    /// Allocates a page holding `base`.
+    pub(crate) fn allocate(&self, base: M::Base, guard: &Guard) -> Result<Pid> {
+        let pid = self.pids.allocate();
+        let (r, ptr) = match self.write_fragment(Kind::Base, pid, &[], Some(&base)) {
+            Ok(x) => x,
+            Err(e) => {
+                self.pids.free(pid, guard);
+                return Err(e);
+            }
+        };
+        let node = Node::<M>::base(base, ptr, 1);
+        let bytes = node.chain_bytes as u64;
+        let raw = Box::into_raw(node);
+        self.table
+            .slot(pid)
+            .try_replace(SlotWord::FREE, SlotWord::in_memory(raw))
+            .expect("a freshly allocated page id has a free slot");
+        r.complete()?;
+        // SAFETY: published just above and we are pinned; nothing retires it before we unpin.
+        unsafe { &*raw }.mark_completed();
+        add(&self.counters.resident_bytes, bytes);
+        self.maybe_evict(guard)?;
+        Ok(pid)
+    }
+
+    /// The page's current state (paging it in if evicted), or `None` if it does not exist.
+    pub(crate) fn read<'g>(&self, pid: Pid, guard: &'g Guard) -> Result<Option<PageView<'g, M>>> {
+        let Some(slot) = self.table.get(pid) else {
+            return Ok(None);
+        };
+        loop {
+            let word = slot.load();
+            match word.state() {
+                SlotState::Free => return Ok(None),
+                SlotState::InMemory(_) => {
+                    let view = view_of(pid, word, guard);
+                    view.head.touch();
+                    return Ok(Some(view));
+                }
+                SlotState::OnDisk(payload) => {
+                    if let Some(view) = self.page_in(pid, slot, word, payload, guard)? {
+                        return Ok(Some(view));
+                    }
+                }
+                SlotState::Reserved(_) => panic!("page cache slots are never Reserved"),
+            }
+        }
+    }
+
+    /// Reads an evicted page's base and installs it; `None` if the slot changed meanwhile
+    /// (the caller reloads it). Concurrent page-ins of one page may both read; exactly one
+    /// installs and the others drop their copy unpublished.
+    fn page_in<'g>(
+        &self,
+        pid: Pid,
+        slot: &Slot,
+        word: SlotWord,
+        payload: u64,
+        guard: &'g Guard,
+    ) -> Result<Option<PageView<'g, M>>> {
+        let loc = Location::from_word(payload).expect("an on-disk slot holds a location");
+        let base = match self.read_base(pid, loc) {
+            Ok(b) => b,
+            // The page moved (relocated or freed) while we read: not corruption.
+            Err(_) if slot.load() != word => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let (ptr, base) = base;
+        let node = Node::<M>::base(base, ptr, 1);
+        node.mark_completed();
+        let bytes = node.chain_bytes as u64;
+        let raw = Box::into_raw(node);
+        let new = SlotWord::in_memory(raw);
+        if slot.try_replace(word, new).is_err() {
+            add(&self.counters.cas_failures, 1);
+            // SAFETY: never published: we own it alone, and a base has no older node.
+            drop(unsafe { Box::from_raw(raw) });
+            return Ok(None);
+        }
+        add(&self.counters.page_ins, 1);
+        add(&self.counters.resident_bytes, bytes);
+        let view = view_of(pid, new, guard);
+        self.maybe_evict(guard)?;
+        Ok(Some(view))
+    }
+
+    /// Reads and decodes the base fragment of `pid` at `loc`.
+    pub(crate) fn read_base(&self, pid: Pid, loc: Location) -> Result<(DiskPtr, M::Base)> {
+        let (ptr, body) = self.log.read_at(loc.file_offset(), loc.record_len())?;
+        let frag = fragment::decode(&body).map_err(|e| self.corrupt(pid, loc, &e))?;
+        if frag.kind != Kind::Base || frag.pid != pid {
+            let what = format!("found a {:?} fragment of {:?}", frag.kind, frag.pid);
+            return Err(self.corrupt(pid, loc, &what));
+        }
+        let base = codec::decode_exact(frag.payload).map_err(|e| self.corrupt(pid, loc, &e))?;
+        Ok((ptr, base))
+    }
+
+    pub(crate) fn corrupt(&self, pid: Pid, loc: Location, what: &str) -> Error {
+        Error::corruption(
+            format!("page {pid:?} at {loc:?}: {what}"),
+            self.cfg.path.join(logstore::DATA_FILE),
+        )
+    }
+
+    /// Installs `delta` on top of `expected`.
+    pub(crate) fn prepend<'g>(
+        &self,
+        delta: M::Delta,
+        expected: &PageView<'g, M>,
+        guard: &'g Guard,
+    ) -> Result<Installed<'g, M, M::Delta>> {
+        let pid = expected.pid;
+        let prev = locations_oldest_first(expected)?;
+        let (r, ptr) = self.write_fragment(Kind::Delta, pid, &prev, Some(&delta))?;
+        let node = Node::delta(delta, ptr, expected.head);
+        let own = node.own_bytes() as u64;
+        let raw = Box::into_raw(node);
+        let new = SlotWord::in_memory(raw);
+        if self.slot(pid).try_replace(expected.word, new).is_err() {
+            r.abort();
+            add(&self.counters.cas_failures, 1);
+            // SAFETY: never published, so we own it; `into_unpublished_delta` detaches the
+            // older node, which the chain still owns.
+            return Ok(Err(unsafe { Box::from_raw(raw) }.into_unpublished_delta()));
+        }
+        r.complete()?;
+        let view = view_of(pid, new, guard);
+        view.head.mark_completed();
+        add(&self.counters.resident_bytes, own);
+        self.counters.record_chain_len(view.head.len);
+        if view.head.len > self.cfg.fragment_cap {
+            // Best effort: if someone changed the page meanwhile, they carry on from there.
+            let base = view.consolidate();
+            if let Ok(v) = self.replace(base, &view, guard)? {
+                return Ok(Ok(v));
+            }
+        }
+        self.maybe_evict(guard)?;
+        Ok(Ok(view))
+    }
+
+    /// Installs `base` as the page's whole state in place of `expected` (consolidation or
+    /// relocation); the old fragments become dead.
+    pub(crate) fn replace<'g>(
+        &self,
+        base: M::Base,
+        expected: &PageView<'g, M>,
+        guard: &'g Guard,
+    ) -> Result<Installed<'g, M, M::Base>> {
+        let pid = expected.pid;
+        let (r, ptr) = self.write_fragment(Kind::Base, pid, &[], Some(&base))?;
+        // Relaxed: heat is a hint.
+        let node = Node::<M>::base(base, ptr, expected.head.heat.load(Ordering::Relaxed));
+        let bytes = node.chain_bytes as u64;
+        let raw = Box::into_raw(node);
+        let new = SlotWord::in_memory(raw);
+        if self.slot(pid).try_replace(expected.word, new).is_err() {
+            r.abort();
+            add(&self.counters.cas_failures, 1);
+            // SAFETY: never published; a base owns no older node.
+            return Ok(Err(unsafe { Box::from_raw(raw) }.into_unpublished_base()));
+        }
+        r.complete()?;
+        let view = view_of(pid, new, guard);
+        view.head.mark_completed();
+        add(&self.counters.consolidations, 1);
+        add(&self.counters.resident_bytes, bytes);
+        self.unlink(expected, guard)?;
+        self.maybe_evict(guard)?;
+        Ok(Ok(view))
+    }
+
+    /// Frees the page if it is still in the `expected` state; its id is reused only after
+    /// every thread pinned now has unpinned.
+    pub(crate) fn free<'g>(
+        &self,
+        expected: &PageView<'g, M>,
+        guard: &'g Guard,
+    ) -> Result<std::result::Result<(), ()>> {
+        let pid = expected.pid;
+        let (r, _) = self.write_fragment::<()>(Kind::Free, pid, &[], None)?;
+        if self
+            .slot(pid)
+            .try_replace(expected.word, SlotWord::FREE)
+            .is_err()
+        {
+            r.abort();
+            add(&self.counters.cas_failures, 1);
+            return Ok(Err(()));
+        }
+        let (_, free_ptr) = r.complete()?;
+        // The Free record is needed only by recoveries that start before it, and the log keeps
+        // every segment at or after the reuse horizon (the oldest kept checkpoint).
+        self.log.mark_dead(free_ptr)?;
+        self.unlink(expected, guard)?;
+        self.pids.free(pid, guard);
+        Ok(Ok(()))
+    }
+
+    /// After a successful CAS removed `old`'s chain from its slot: its fragments are dead and
+    /// its memory goes back through the epoch.
+    pub(crate) fn unlink(&self, old: &PageView<'_, M>, guard: &Guard) -> Result<()> {
+        for node in old.nodes() {
+            self.log.mark_dead(node.disk)?;
+        }
+        self.retire_chain(old, guard);
+        Ok(())
+    }
+
+    /// Drops a chain that left its slot once the epoch passes, with byte accounting.
+    pub(crate) fn retire_chain(&self, old: &PageView<'_, M>, guard: &Guard) {
+        let bytes = old.head.chain_bytes as u64;
+        sub(&self.counters.resident_bytes, bytes);
+        add(&self.counters.garbage_bytes, bytes);
+        let counters = self.counters.clone();
+        let head = std::ptr::from_ref(old.head).cast_mut();
+        // SAFETY: our CAS just removed this chain from its slot (callers), so nobody else
+        // retires it, and it was published from `Box::into_raw`.
+        unsafe { retire(head, guard, move || sub(&counters.garbage_bytes, bytes)) };
+    }
+
+    pub(crate) fn slot(&self, pid: Pid) -> &Slot {
+        self.table
+            .get(pid)
+            .expect("a page the caller holds a view of has a slot")
+    }
+}
+
+/// A view of the chain an `InMemory` word points to.
+pub(crate) fn view_of<'g, M: PageModel>(
+    pid: Pid,
+    word: SlotWord,
+    _guard: &'g Guard,
+) -> PageView<'g, M> {
+    let ptr = word
+        .as_ptr::<Node<M>>()
+        .expect("an in-memory word carries a node pointer");
+    // SAFETY: the word came from an Acquire load of the slot (or from our own CAS), which pairs
+    // with the AcqRel CAS that published the node, so its contents are visible; we are pinned
+    // (`_guard`), and chains leave a slot only through `retire`, which defers the drop until
+    // every thread pinned before then has unpinned: the chain outlives `'g`.
+    let head = unsafe { &*ptr };
+    PageView { pid, word, head }
+}
+
+/// The locations of a view's fragments, oldest first.
+pub(crate) fn locations_oldest_first<M: PageModel>(
+    view: &PageView<'_, M>,
+) -> Result<Vec<Location>> {
+    let mut locs = view
+        .nodes()
+        .map(|n| Location::of(&n.disk))
+        .collect::<Result<Vec<_>>>()?;
+    locs.reverse();
+    Ok(locs)
+}

@@ -1,0 +1,217 @@
+//! In-memory pages: delta chains of [`Node`]s, published through a radix slot.
+//!
+//! Invariants (checked by the model test and loom models):
+//! - **One node, one fragment.** Every node of a published chain was written to the log before
+//!   it was published, and `disk` names that record. A chain's nodes are exactly the page's
+//!   live fragments, newest first; the base is the oldest.
+//! - **Immutable once published.** Nothing but `heat` changes in a published node. A newer
+//!   delta links to the old head (`next`); the old head stays owned by the chain.
+//! - **Ownership.** The slot owns the head; each node owns its `next`. A chain leaves the slot
+//!   only as a whole (replace, evict, free) and is then dropped through the epoch (`retire`),
+//!   never while a pinned reader may still hold any of its nodes. A node whose publication
+//!   failed was never visible: its `next` is detached before it is dropped.
+
+use std::fmt;
+use std::mem::ManuallyDrop;
+use std::ptr;
+
+use crossbeam_epoch::Guard;
+use logstore::DiskPtr;
+
+use crate::model::PageModel;
+use crate::sync::{AtomicBool, AtomicU8, Ordering};
+
+/// The hottest CLOCK value a page reaches (a page needs this many hand passes without access
+/// to be evicted, so a one-off scan cannot flush pages that are read repeatedly).
+pub(crate) const MAX_HEAT: u8 = 3;
+
+/// What a node holds.
+pub(crate) enum Body<M: PageModel> {
+    Base(M::Base),
+    Delta(M::Delta),
+}
+
+/// One element of a page's chain. See the module comment for the invariants.
+pub(crate) struct Node<M: PageModel> {
+    pub(crate) body: Body<M>,
+    /// The older node; null for the base.
+    next: *mut Node<M>,
+    /// The fragment this node was written as.
+    pub(crate) disk: DiskPtr,
+    /// Nodes from here down to the base (1 for a base).
+    pub(crate) len: u32,
+    /// Heap bytes of the chain from here down: what the cache budget counts.
+    pub(crate) chain_bytes: usize,
+    /// CLOCK heat of the page (only the head's counts).
+    pub(crate) heat: AtomicU8,
+    /// The fragment's record was completed (readable by position): only then may the page be
+    /// evicted to it.
+    pub(crate) completed: AtomicBool,
+}
+
+// SAFETY: a node is shared between threads only through `&Node` after publication, when
+// everything but the atomic `heat` is immutable; its bodies are Send + Sync by `PageModel`'s
+// bounds, and the raw `next` is only dereferenced as `&Node` (shared) or, when the chain is
+// dropped, by the one thread that owns it.
+unsafe impl<M: PageModel> Send for Node<M> {}
+// SAFETY: see Send.
+unsafe impl<M: PageModel> Sync for Node<M> {}
+
+impl<M: PageModel> Node<M> {
+    /// A base node (a chain of one).
+    pub(crate) fn base(base: M::Base, disk: DiskPtr, heat: u8) -> Box<Self> {
+        let chain_bytes = size_of::<Self>() + M::base_heap_bytes(&base);
+        Box::new(Node {
+            body: Body::Base(base),
+            next: ptr::null_mut(),
+            disk,
+            len: 1,
+            chain_bytes,
+            heat: AtomicU8::new(heat),
+            completed: AtomicBool::new(false),
+        })
+    }
+
+    /// A delta on top of `older`. Not owned by anyone until published: on failure, recover
+    /// the delta with [`Node::into_unpublished_delta`].
+    pub(crate) fn delta(delta: M::Delta, disk: DiskPtr, older: &Node<M>) -> Box<Self> {
+        let own = size_of::<Self>() + M::delta_heap_bytes(&delta);
+        Box::new(Node {
+            body: Body::Delta(delta),
+            next: ptr::from_ref(older).cast_mut(),
+            disk,
+            len: older.len + 1,
+            chain_bytes: older.chain_bytes + own,
+            // Relaxed: heat is a hint.
+            heat: AtomicU8::new(older.heat.load(Ordering::Relaxed)),
+            completed: AtomicBool::new(false),
+        })
+    }
+
+    /// Heap bytes of this node alone.
+    pub(crate) fn own_bytes(&self) -> usize {
+        self.chain_bytes - self.older().map_or(0, |n| n.chain_bytes)
+    }
+
+    /// The next older node.
+    pub(crate) fn older(&self) -> Option<&Node<M>> {
+        // SAFETY: `next` is null or points to a node this chain owns (module invariants), which
+        // lives at least as long as `self`.
+        unsafe { self.next.as_ref() }
+    }
+
+    /// The nodes from here to the base, newest first.
+    pub(crate) fn chain(&self) -> impl Iterator<Item = &Node<M>> {
+        std::iter::successors(Some(self), |n| n.older())
+    }
+
+    /// The base at the bottom of the chain.
+    pub(crate) fn base_body(&self) -> &M::Base {
+        let bottom = self.chain().last().expect("a chain has at least one node");
+        match &bottom.body {
+            Body::Base(b) => b,
+            Body::Delta(_) => panic!("chain ends in a delta"),
+        }
+    }
+
+    /// Takes back the delta of a node that was never published (its `next` is not ours).
+    pub(crate) fn into_unpublished_delta(self: Box<Self>) -> M::Delta {
+        match (*self).into_unpublished_body() {
+            Body::Delta(d) => d,
+            Body::Base(_) => panic!("into_unpublished_delta on a base"),
+        }
+    }
+
+    /// Takes back the base of a node that was never published.
+    pub(crate) fn into_unpublished_base(self: Box<Self>) -> M::Base {
+        match (*self).into_unpublished_body() {
+            Body::Base(b) => b,
+            Body::Delta(_) => panic!("into_unpublished_base on a delta"),
+        }
+    }
+
+    fn into_unpublished_body(self) -> Body<M> {
+        // Not dropped: `next` is not ours, and `body` moves out.
+        let node = ManuallyDrop::new(self);
+        // SAFETY: `node` is never dropped or used again, so reading `body` out moves it; the
+        // other fields own nothing (a pointer we do not own, plain values, an atomic).
+        unsafe { ptr::read(&node.body) }
+    }
+
+    /// Records that the fragment's log record is complete.
+    pub(crate) fn mark_completed(&self) {
+        // Release: pairs with the Acquire in `is_completed`, so an evictor that sees the flag
+        // also sees the completion's effects (and can hand the location to page-ins).
+        self.completed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Node::mark_completed`] ran.
+    pub(crate) fn is_completed(&self) -> bool {
+        // Acquire: see `mark_completed`.
+        self.completed.load(Ordering::Acquire)
+    }
+
+    /// Counts an access (saturating at [`MAX_HEAT`]).
+    pub(crate) fn touch(&self) {
+        // Relaxed: heat is a replacement hint; a lost update only misjudges coldness.
+        let h = self.heat.load(Ordering::Relaxed);
+        if h < MAX_HEAT {
+            self.heat.store(h + 1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<M: PageModel> Drop for Node<M> {
+    /// Drops the chain below iteratively (a recursive drop could overflow the stack on a long
+    /// chain).
+    fn drop(&mut self) {
+        let mut next = std::mem::replace(&mut self.next, ptr::null_mut());
+        while !next.is_null() {
+            // SAFETY: this node owned `next` (module invariants: only published chains have a
+            // non-null `next` at drop time, and each node is owned by exactly one newer node or
+            // the slot), so we are its only owner now.
+            let mut older = unsafe { Box::from_raw(next) };
+            next = std::mem::replace(&mut older.next, ptr::null_mut());
+        }
+    }
+}
+
+impl<M: PageModel> fmt::Debug for Node<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("disk", &self.disk)
+            .field("len", &self.len)
+            .field("chain_bytes", &self.chain_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A chain that left its slot, to be dropped once no pinned reader can hold it.
+struct Retired<M: PageModel>(*mut Node<M>);
+// SAFETY: the retired chain is owned by this value alone (it left the slot), and its contents
+// are Send.
+unsafe impl<M: PageModel> Send for Retired<M> {}
+
+/// Drops the chain headed by `head` (which just left its slot through a successful CAS) after
+/// every thread pinned now has unpinned; `on_drop` runs then (garbage accounting).
+///
+/// # Safety
+/// `head` must have come from `Box::into_raw` of a published chain that this call's caller
+/// removed from its slot, and nobody else may retire it.
+pub(crate) unsafe fn retire<M: PageModel>(
+    head: *mut Node<M>,
+    guard: &Guard,
+    on_drop: impl FnOnce() + Send + 'static,
+) {
+    let chain = Retired(head);
+    let drop_chain = move || {
+        let chain = chain;
+        // SAFETY: per this function's contract we own the chain, and the epoch has passed: no
+        // reader pinned before the CAS that unlinked it is still pinned.
+        drop(unsafe { Box::from_raw(chain.0) });
+        on_drop();
+    };
+    // SAFETY: the closure only frees memory no thread can reach any more (see above); it
+    // touches no data borrowed from this stack frame.
+    unsafe { guard.defer_unchecked(drop_chain) };
+}

@@ -1,0 +1,174 @@
+//! Opening: load the newest valid checkpoint, open the log from its LSN, replay the fragment
+//! records after it, rebuild the mapping table and the page-id allocator, and tell the log
+//! which records are still live.
+//!
+//! Startup reads the checkpoint plus the log written since it, never the whole history.
+//! Single-fragment pages start evicted (one slot word, no read); pages with deltas are read
+//! back at open (their chain cannot live in one word).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use logstore::io::Storage;
+use logstore::{DiskPtr, Log, Lsn, RecoveredRecord};
+use radix::{Pid, PidAllocator, RadixTable, SlotWord};
+
+use crate::checkpoint;
+use crate::codec;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::fragment::{self, Kind};
+use crate::location::Location;
+use crate::model::PageModel;
+use crate::node::{Body, Node};
+use crate::stats::{add, Counters};
+
+/// What recovery hands to the cache.
+pub(crate) struct Recovered {
+    pub(crate) log: Log,
+    pub(crate) table: RadixTable,
+    pub(crate) pids: PidAllocator,
+    pub(crate) counters: Arc<Counters>,
+    /// Checkpoint files found corrupt (the cache removes them once a new one is written).
+    pub(crate) corrupt_checkpoints: Vec<std::path::PathBuf>,
+}
+
+/// Page id -> fragment locations, oldest first.
+type PageTable = HashMap<u64, Vec<Location>>;
+
+pub(crate) fn recover<M: PageModel>(cfg: &Config, storage: &Arc<dyn Storage>) -> Result<Recovered> {
+    let exists = storage
+        .exists(&cfg.path)
+        .map_err(|e| Error::io("stat database directory", &cfg.path, e))?;
+    let loaded = if exists {
+        checkpoint::load(storage.as_ref(), &cfg.path)?
+    } else {
+        None
+    };
+    let fell_back = loaded.as_ref().is_some_and(|l| l.fell_back);
+    let (from, mut next_fresh, mut pages, corrupt) = match loaded {
+        Some(l) => {
+            let pages: PageTable = l
+                .checkpoint
+                .pages
+                .into_iter()
+                .map(|(pid, locs)| (pid.get(), locs))
+                .collect();
+            (l.checkpoint.lsn, l.checkpoint.next_fresh, pages, l.corrupt)
+        }
+        None => (Lsn(0), 0, PageTable::new(), Vec::new()),
+    };
+    let mut log_cfg = cfg.log.clone();
+    log_cfg.path = cfg.path.clone();
+    let (log, records) = Log::open(log_cfg, storage.clone(), from)?;
+    replay(cfg, &records, &mut pages, &mut next_fresh)?;
+    drop(records);
+    let counters = Arc::new(Counters::default());
+    add(&counters.checkpoint_fallbacks, u64::from(fell_back));
+    let table = RadixTable::new();
+    let mut live = Vec::new();
+    for (&raw, locs) in &pages {
+        let pid = Pid::new(raw).expect("replayed and checkpointed pids are validated");
+        let word = if let [loc] = locs.as_slice() {
+            live.push(log.pointer_at(loc.file_offset(), loc.record_len())?);
+            SlotWord::on_disk(loc.to_word())
+        } else {
+            let head = materialize::<M>(cfg, &log, pid, locs, &mut live)?;
+            add(&counters.resident_bytes, head.chain_bytes as u64);
+            SlotWord::in_memory(Box::into_raw(head))
+        };
+        table
+            .slot(pid)
+            .try_replace(SlotWord::FREE, word)
+            .expect("each page is installed once");
+    }
+    log.reset_live(live);
+    let free = (0..next_fresh)
+        .filter(|raw| !pages.contains_key(raw))
+        .map(|raw| Pid::new(raw).expect("below next_fresh"));
+    let pids = PidAllocator::restore(next_fresh, free);
+    Ok(Recovered {
+        log,
+        table,
+        pids,
+        counters,
+        corrupt_checkpoints: corrupt,
+    })
+}
+
+/// Applies fragment records (LSN order) to the page table.
+fn replay(
+    cfg: &Config,
+    records: &[RecoveredRecord],
+    pages: &mut PageTable,
+    next_fresh: &mut u64,
+) -> Result<()> {
+    let data = cfg.path.join(logstore::DATA_FILE);
+    for rec in records {
+        let frag = fragment::decode(&rec.body)
+            .map_err(|e| Error::corruption(format!("log record at {:?}: {e}", rec.lsn), &data))?;
+        let loc = Location::of(&rec.ptr)?;
+        let pid = frag.pid.get();
+        match frag.kind {
+            Kind::Base => {
+                pages.insert(pid, vec![loc]);
+            }
+            Kind::Delta => {
+                let mut locs = frag.prev;
+                locs.push(loc);
+                pages.insert(pid, locs);
+            }
+            Kind::Free => {
+                pages.remove(&pid);
+            }
+        }
+        *next_fresh = (*next_fresh).max(pid + 1);
+    }
+    Ok(())
+}
+
+/// Reads a page's fragments (oldest first) back into a chain.
+fn materialize<M: PageModel>(
+    cfg: &Config,
+    log: &Log,
+    pid: Pid,
+    locs: &[Location],
+    live: &mut Vec<DiskPtr>,
+) -> Result<Box<Node<M>>> {
+    let data = cfg.path.join(logstore::DATA_FILE);
+    let corrupt = |loc: Location, what: String| {
+        Error::corruption(format!("page {pid:?} at {loc:?}: {what}"), &data)
+    };
+    let mut head: Option<Box<Node<M>>> = None;
+    for (i, &loc) in locs.iter().enumerate() {
+        let (ptr, body) = log.read_at(loc.file_offset(), loc.record_len())?;
+        live.push(ptr);
+        let frag = fragment::decode(&body).map_err(|e| corrupt(loc, e))?;
+        let want = if i == 0 { Kind::Base } else { Kind::Delta };
+        if frag.pid != pid || frag.kind != want {
+            return Err(corrupt(loc, format!("a {:?} of {:?}", frag.kind, frag.pid)));
+        }
+        let node = match head.take() {
+            None => {
+                let base = codec::decode_exact(frag.payload).map_err(|e| corrupt(loc, e))?;
+                Node::base(base, ptr, 0)
+            }
+            Some(older) => {
+                let delta = codec::decode_exact(frag.payload).map_err(|e| corrupt(loc, e))?;
+                let older = Box::into_raw(older);
+                // SAFETY: `older` is ours (never published); the new node takes ownership of it
+                // below by being published as its head (or dropped with it on error paths,
+                // which `Node`'s drop handles since the link is set).
+                Node::delta(delta, ptr, unsafe { &*older })
+            }
+        };
+        node.mark_completed();
+        head = Some(node);
+    }
+    let head = head.expect("a page has at least one fragment");
+    debug_assert!(matches!(
+        head.chain().last().map(|n| &n.body),
+        Some(Body::Base(_))
+    ));
+    Ok(head)
+}
