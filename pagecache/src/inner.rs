@@ -203,7 +203,9 @@ impl<M: PageModel> Inner<M> {
             add(&self.counters.cas_failures, 1);
             // SAFETY: never published, so we own it; `into_unpublished_delta` detaches the
             // older node, which the chain still owns.
-            return Ok(Err(unsafe { Box::from_raw(raw) }.into_unpublished_delta()));
+            return Ok(Err(
+                (*unsafe { Box::from_raw(raw) }).into_unpublished_delta()
+            ));
         }
         r.complete()?;
         let view = view_of(pid, new, guard);
@@ -240,7 +242,7 @@ impl<M: PageModel> Inner<M> {
             r.abort();
             add(&self.counters.cas_failures, 1);
             // SAFETY: never published; a base owns no older node.
-            return Ok(Err(unsafe { Box::from_raw(raw) }.into_unpublished_base()));
+            return Ok(Err((*unsafe { Box::from_raw(raw) }).into_unpublished_base()));
         }
         r.complete()?;
         let view = view_of(pid, new, guard);

@@ -115,16 +115,16 @@ impl<M: PageModel> Node<M> {
     }
 
     /// Takes back the delta of a node that was never published (its `next` is not ours).
-    pub(crate) fn into_unpublished_delta(self: Box<Self>) -> M::Delta {
-        match (*self).into_unpublished_body() {
+    pub(crate) fn into_unpublished_delta(self) -> M::Delta {
+        match self.into_unpublished_body() {
             Body::Delta(d) => d,
             Body::Base(_) => panic!("into_unpublished_delta on a base"),
         }
     }
 
     /// Takes back the base of a node that was never published.
-    pub(crate) fn into_unpublished_base(self: Box<Self>) -> M::Base {
-        match (*self).into_unpublished_body() {
+    pub(crate) fn into_unpublished_base(self) -> M::Base {
+        match self.into_unpublished_body() {
             Body::Base(b) => b,
             Body::Delta(_) => panic!("into_unpublished_base on a delta"),
         }
