@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use logstore::Lsn;
 use radix::Pid;
 
 /// What went wrong in the page cache. Operating errors only: broken invariants panic.
@@ -28,6 +29,16 @@ pub enum Error {
     },
     /// The page does not exist (never allocated, or freed).
     NoSuchPage(Pid),
+    /// A checkpoint was asked to be written at an LSN below the newest checkpoint already in
+    /// the directory: writing it would move recovery backwards, so it was refused.
+    CheckpointBehind {
+        /// The LSN of the refused checkpoint.
+        lsn: Lsn,
+        /// The LSN of the newest checkpoint on disk.
+        newest: Lsn,
+        /// That checkpoint's file.
+        path: PathBuf,
+    },
 }
 
 /// Results of this crate.
@@ -66,6 +77,12 @@ impl fmt::Display for Error {
                 crate::MAX_FILE_BYTES
             ),
             Error::NoSuchPage(pid) => write!(f, "page {pid:?} does not exist"),
+            Error::CheckpointBehind { lsn, newest, path } => write!(
+                f,
+                "refused to write a checkpoint at LSN {lsn}: {} is newer (LSN {newest}); the \
+                 directory may hold another database's files, otherwise this is a bug",
+                path.display()
+            ),
         }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! (Under construction: see the issue. The crate doc is completed with the cache itself.)
 
+mod checkpoint;
 mod codec;
 mod error;
 mod fragment;
