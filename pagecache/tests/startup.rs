@@ -56,7 +56,10 @@ fn reopen_and_check(dir: &std::path::Path, pids: &[radix::Pid], label: &str) {
         cache.stats().resident_bytes
     );
     for (i, pid) in pids.iter().enumerate().step_by(pids.len() / 100 + 1) {
-        assert_eq!(contents(&cache, *pid), Some(Map::from([(i as u64, i as u64)])));
+        assert_eq!(
+            contents(&cache, *pid),
+            Some(Map::from([(i as u64, i as u64)]))
+        );
     }
 }
 
