@@ -8,8 +8,8 @@
 //!
 //! ## Protocol
 //! 1. [`Log::reserve`] claims space in the current in-memory I/O buffer with one CAS on the
-//!    buffer's packed state word (offset, writer count, sealed flag, generation; see
-//!    `buffer/state.rs`). The holder fills [`Reservation::body_mut`] in place, then
+//!    buffer's packed state word (offset, writer count, sealed and installing flags,
+//!    generation; see `buffer/state.rs`). The holder fills [`Reservation::body_mut`] in place, then
 //!    [`Reservation::complete`] writes the record header with its CRC32C, or
 //!    [`Reservation::abort`] (or drop) writes a padding header recovery skips.
 //! 2. A buffer that cannot fit a reservation is sealed; the last writer out hands it to the

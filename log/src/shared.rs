@@ -206,7 +206,14 @@ impl Shared {
                     } else {
                         // Our slot pins this incarnation: its facts cannot change under us.
                         let inc = buf.incarnation();
-                        debug_assert!(offset + total <= inc.capacity);
+                        // The capacity `try_reserve` checked against was loaded after the word
+                        // and validated only by the CAS (generation): if that ever let a stale
+                        // capacity through, the range would overrun the buffer or the segment.
+                        assert!(
+                            u64::from(offset) + u64::from(total) <= u64::from(inc.capacity),
+                            "reservation [{offset}, +{total}) beyond capacity {} of {inc:?}",
+                            inc.capacity
+                        );
                         return Ok(Slot {
                             idx,
                             offset,
@@ -359,13 +366,17 @@ impl Shared {
             capacity: capacity as u32,
             salt,
         };
+        // Seqlock write section (see `IoBuffer::validated_view`): the word says "installing"
+        // while the fields change. No lock is taken inside it, so a reader spinning on
+        // `validated_view` under the segments lock cannot wait on us while we wait on it.
+        let generation = buf.word.begin_install();
         buf.set_incarnation(inc);
         *lock(&buf.status) = Status::InUse {
             base,
             len: inc.capacity,
         };
-        let fresh = Snapshot::fresh(buf.word.load().next_generation(), self.initial_offset(base));
-        buf.word.install(fresh);
+        buf.word
+            .install(Snapshot::fresh(generation, self.initial_offset(base)));
         // Release: a thread that sees the new sequence also sees the installed word.
         self.current.store(seq, Ordering::Release);
         let st = lock(&self.stable);
