@@ -81,6 +81,7 @@ impl Log {
             data_path,
             bufs,
             current: StdAtomicU64::new(0),
+            reserve_limit: StdAtomicU64::new(0),
             segments: Arc::new(Mutex::new(scan.table)),
             stable: Mutex::new(stable),
             stable_cv: Condvar::new(),
