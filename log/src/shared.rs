@@ -62,6 +62,9 @@ pub(crate) struct Stable {
     pub shutdown: bool,
     /// The flusher should exit.
     pub flusher_stop: bool,
+    /// Readers waiting (on `stable_cv`) for a buffer to be handed off; hand-offs notify
+    /// `stable_cv` only when this is non-zero.
+    pub read_waiters: usize,
 }
 
 /// A claimed byte range in a buffer.
@@ -284,7 +287,7 @@ impl Shared {
         // Narrow the range readers look for records in: the next buffer starts at `end`, and
         // this must happen before it is installed, or a reader could find a record of the
         // next buffer inside this one's stale range.
-        *lock(&buf.status) = Status::InUse {
+        *lock(&buf.status) = Status::Filling {
             base: inc.base_lsn,
             len: end,
         };
@@ -306,10 +309,24 @@ impl Shared {
                 &self.counters.records_completed,
                 buf.records.swap(0, Ordering::Relaxed),
             );
+            {
+                // From now on nobody writes the bytes until the buffer is free again: readers
+                // may copy them (see `Log::read`). Every writer's bytes happen before this
+                // (their writer_done RMWs precede ours on the word).
+                let mut status = lock(&buf.status);
+                let Status::Filling { base, len } = *status else {
+                    panic!("hand-off of buffer {idx} in status {:?}", *status);
+                };
+                *status = Status::HandedOff { base, len };
+            }
             let mut st = lock(&self.stable);
             st.queue.push(idx);
+            let wake_readers = st.read_waiters > 0;
             drop(st);
             self.io_cv.notify_one();
+            if wake_readers {
+                self.stable_cv.notify_all();
+            }
         }
     }
 
@@ -384,7 +401,7 @@ impl Shared {
             .fetch_max(base + u64::from(inc.capacity), Ordering::Release);
         let generation = buf.word.begin_install();
         buf.set_incarnation(inc);
-        *lock(&buf.status) = Status::InUse {
+        *lock(&buf.status) = Status::Filling {
             base,
             len: inc.capacity,
         };

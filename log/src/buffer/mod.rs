@@ -12,15 +12,38 @@ use crate::types::SegmentId;
 use mem::BufMem;
 use state::{BufferWord, Snapshot};
 
-/// Whether a buffer holds records not yet written to the file. Guarded by `IoBuffer::status`;
-/// readers hold the lock while copying so the I/O writer cannot mark the buffer written (and
-/// the installer cannot reuse it) under them.
+/// Whether a buffer holds records not yet written to the file, and whether its bytes may be
+/// read. Guarded by `IoBuffer::status`; readers hold the lock while copying so the I/O writer
+/// cannot mark the buffer written (and the installer cannot reuse it) under them.
+///
+/// Transitions: `Free -> Filling` (installer, buffer free), `Filling` narrowed to the sealed end
+/// (sealer, before the next buffer exists), `Filling -> HandedOff` (the last writer out, once
+/// the word is sealed with zero writers), `HandedOff -> Free` (I/O writer, after the write).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Status {
     /// Written out (or never used): free to install; records are read from the file.
     Free,
-    /// Installed; completed records in LSNs `[base, base + len)` are read from memory (`len` is the capacity, narrowed to the sealed end by the sealer).
-    InUse { base: u64, len: u32 },
+    /// Installed and accepting (or finishing) reservations in LSNs `[base, base + len)` (`len`
+    /// is the capacity, narrowed to the sealed end by the sealer). Holders may be writing
+    /// anywhere in the range: **nobody else may read its bytes**. A reader waits for
+    /// `HandedOff` (or `Free`).
+    Filling { base: u64, len: u32 },
+    /// Sealed with no writers, not yet written out: the bytes of `[base, base + len)` are
+    /// immutable until the I/O writer marks the buffer `Free` (under this lock), so a reader
+    /// holding the lock may copy any of them.
+    HandedOff { base: u64, len: u32 },
+}
+
+impl Status {
+    /// Whether `[lsn, end)` lies inside the range of this status (any variant but `Free`).
+    pub(crate) fn covers(self, lsn: u64, end: u64) -> bool {
+        match self {
+            Status::Free => false,
+            Status::Filling { base, len } | Status::HandedOff { base, len } => {
+                lsn >= base && end <= base + u64::from(len)
+            }
+        }
+    }
 }
 
 /// One rotating I/O buffer.
