@@ -50,19 +50,18 @@ impl Log {
     ) -> Result<(Log, Vec<RecoveredRecord>)> {
         config.validate()?;
         let dir = config.path.clone();
+        let blob_dir = blob::blob_dir(&dir);
         ensure_dir(storage.as_ref(), &dir)?;
-        ensure_dir(storage.as_ref(), &blob::blob_dir(&dir))?;
+        ensure_dir(storage.as_ref(), &blob_dir)?;
         let data_path = dir.join(DATA_FILE);
-        let existed = storage
-            .exists(&data_path)
-            .map_err(|e| Error::io("stat", &data_path, e))?;
         let file = storage
             .open_file(&data_path, true)
             .map_err(|e| Error::io("open", &data_path, e))?;
-        if !existed {
-            storage
-                .sync_dir(&dir)
-                .map_err(|e| Error::io("fsync directory", &dir, e))?;
+        // Every open makes the entries durable, not only the open that created them: an open
+        // that died between creating an entry and syncing its directory leaves the entry in
+        // the page cache only, and the next open finds it "existing".
+        for d in [parent_dir(&dir), dir.as_path(), blob_dir.as_path()] {
+            sync_dir(storage.as_ref(), d)?;
         }
         let scan = recovery::recover(&config, storage.as_ref(), &file, &data_path, from)?;
         let next_blob = blob::max_blob_id(storage.as_ref(), &dir)? + 1;
@@ -386,20 +385,42 @@ impl Log {
     }
 }
 
+/// Creates `dir` and its missing ancestors, then syncs the parent of each directory it created
+/// (top-down), so every new entry is durable (`create_dir_all` makes none of them durable).
+/// `Log::open` syncs `dir`'s parent again anyway; this covers the ancestors above it.
 fn ensure_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
-    if storage.exists(dir).map_err(|e| Error::io("stat", dir, e))? {
+    let mut missing = Vec::new();
+    let mut next = Some(dir).filter(|d| !d.as_os_str().is_empty());
+    while let Some(d) = next {
+        if storage.exists(d).map_err(|e| Error::io("stat", d, e))? {
+            break;
+        }
+        missing.push(d);
+        next = d.parent().filter(|p| !p.as_os_str().is_empty());
+    }
+    if missing.is_empty() {
         return Ok(());
     }
     storage
         .create_dir_all(dir)
         .map_err(|e| Error::io("create directory", dir, e))?;
-    // The new entry is durable only once its parent is synced.
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        storage
-            .sync_dir(parent)
-            .map_err(|e| Error::io("fsync directory", parent, e))?;
+    for created in missing.iter().rev() {
+        sync_dir(storage, parent_dir(created))?;
     }
     Ok(())
+}
+
+/// The directory holding `path`'s entry (`.` for a bare relative name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn sync_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    storage
+        .sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 impl Drop for Log {
