@@ -8,8 +8,8 @@
 //!
 //! ## Protocol
 //! 1. [`Log::reserve`] claims space in the current in-memory I/O buffer with one CAS on the
-//!    buffer's packed state word (offset, writer count, sealed flag, generation; see
-//!    `buffer/state.rs`). The holder fills [`Reservation::body_mut`] in place, then
+//!    buffer's packed state word (offset, writer count, sealed and installing flags,
+//!    generation; see `buffer/state.rs`). The holder fills [`Reservation::body_mut`] in place, then
 //!    [`Reservation::complete`] writes the record header with its CRC32C, or
 //!    [`Reservation::abort`] (or drop) writes a padding header recovery skips.
 //! 2. A buffer that cannot fit a reservation is sealed; the last writer out hands it to the
@@ -28,6 +28,10 @@
 //!    freed once that is durable, its LSN range is below the reuse horizon
 //!    ([`Log::set_reuse_horizon`]: the LSN later opens recover from) and an epoch has passed.
 //!    After a restart [`Log::reset_live`] hands the log the upper layer's live set.
+//! 7. [`Log::read`] treats its [`DiskPtr`] as untrusted input (pointers may be stale, or
+//!    decoded from disk with [`DiskPtr::from_bytes`]): checked arithmetic, the record's LSN
+//!    and CRC checked, and buffer memory copied only once the buffer is handed off (sealed, no
+//!    holders); a read into the buffer being filled seals it and waits for that.
 //!
 //! Every segment incarnation has a random salt that its records carry, so bytes left in a
 //! reused slot never validate, even when recovery re-issues the same LSNs after cutting a torn

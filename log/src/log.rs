@@ -12,13 +12,13 @@ use crate::buffer::{IoBuffer, Status};
 use crate::config::{Config, MAX_RECORD_BYTES};
 use crate::error::{Error, Result};
 use crate::format::decode::{check_record_crc, decode_blob_pointer, decode_record_header};
-use crate::format::{RecordKind, RECORD_HEADER_LEN};
+use crate::format::{RecordKind, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::io::Storage;
 use crate::recovery::{self, RecoveredRecord};
 use crate::reservation::Reservation;
 use crate::segments::SegmentStats;
-use crate::shared::{lock, DeadBlob, SaltSource, Shared, Stable};
-use crate::stats::{Counters, LogStats};
+use crate::shared::{lock, wait, DeadBlob, SaltSource, Shared, Stable};
+use crate::stats::{bump, Counters, LogStats};
 use crate::sync::{AtomicBool, StdAtomicU64};
 use crate::types::{DiskPtr, Lsn};
 use crate::writer;
@@ -50,19 +50,18 @@ impl Log {
     ) -> Result<(Log, Vec<RecoveredRecord>)> {
         config.validate()?;
         let dir = config.path.clone();
+        let blob_dir = blob::blob_dir(&dir);
         ensure_dir(storage.as_ref(), &dir)?;
-        ensure_dir(storage.as_ref(), &blob::blob_dir(&dir))?;
+        ensure_dir(storage.as_ref(), &blob_dir)?;
         let data_path = dir.join(DATA_FILE);
-        let existed = storage
-            .exists(&data_path)
-            .map_err(|e| Error::io("stat", &data_path, e))?;
         let file = storage
             .open_file(&data_path, true)
             .map_err(|e| Error::io("open", &data_path, e))?;
-        if !existed {
-            storage
-                .sync_dir(&dir)
-                .map_err(|e| Error::io("fsync directory", &dir, e))?;
+        // Every open makes the entries durable, not only the open that created them: an open
+        // that died between creating an entry and syncing its directory leaves the entry in
+        // the page cache only, and the next open finds it "existing".
+        for d in [parent_dir(&dir), dir.as_path(), blob_dir.as_path()] {
+            sync_dir(storage.as_ref(), d)?;
         }
         let scan = recovery::recover(&config, storage.as_ref(), &file, &data_path, from)?;
         let next_blob = blob::max_blob_id(storage.as_ref(), &dir)? + 1;
@@ -81,6 +80,7 @@ impl Log {
             data_path,
             bufs,
             current: StdAtomicU64::new(0),
+            reserve_limit: StdAtomicU64::new(0),
             segments: Arc::new(Mutex::new(scan.table)),
             stable: Mutex::new(stable),
             stable_cv: Condvar::new(),
@@ -185,24 +185,31 @@ impl Log {
     /// Reads a completed record's body, whether written out yet or still in a buffer. Checks
     /// that the record still carries `ptr`'s LSN (a pointer into a reused segment is a
     /// [`Error::StalePointer`]) and its CRC.
+    ///
+    /// A record still in an I/O buffer is copied only once that buffer is handed off (sealed,
+    /// every holder finished), because until then any byte of it may be under a holder's
+    /// pen, and the pointer may be stale or forged. So reading a record of the buffer being
+    /// filled seals that buffer early (like [`Log::make_stable`]) and waits for its other
+    /// holders to finish, which they do without blocking. Do not call this while holding a
+    /// reservation: if it sits in the buffer the record is in, the wait never ends.
     pub fn read(&self, ptr: DiskPtr) -> Result<Vec<u8>> {
         self.shared.check_poison()?;
         let sh = &self.shared;
+        let end = self.check_ptr(&ptr)?;
         let len = ptr.len as usize;
-        if len < RECORD_HEADER_LEN || len as u64 > sh.cfg.io_buffer_size_bytes {
-            return Err(Error::StalePointer(format!(
-                "{ptr:?}: impossible record length"
-            )));
-        }
-        // The pin keeps the segment from being freed (and reused) while we read it.
-        let _guard = epoch::pin();
-        let rec = match self.read_from_buffers(&ptr) {
+        let rec = match self.read_from_buffers(ptr.lsn.0, end)? {
             Some(rec) => rec,
             None => {
+                // The pin keeps the segment from being freed (and reused) while we read it.
+                let _guard = epoch::pin();
                 let mut rec = vec![0u8; len];
-                sh.file
-                    .read_exact_at(&mut rec, ptr.offset)
-                    .map_err(|e| Error::io("read record", &sh.data_path, e))?;
+                sh.file.read_exact_at(&mut rec, ptr.offset).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        Error::StalePointer(format!("{ptr:?} points past the end of the file"))
+                    } else {
+                        Error::io("read record", &sh.data_path, e)
+                    }
+                })?;
                 rec
             }
         };
@@ -222,28 +229,107 @@ impl Log {
         if h.kind == RecordKind::BlobPointer {
             let p = decode_blob_pointer(body)
                 .map_err(|e| Error::corruption(e.0, &sh.data_path, ptr.offset))?;
+            let _guard = epoch::pin();
             return blob::read_blob(sh.storage.as_ref(), &sh.cfg.path, &p);
         }
         Ok(body.to_vec())
     }
 
-    /// Copies the record from the buffer holding it, if it is not yet written out.
-    fn read_from_buffers(&self, ptr: &DiskPtr) -> Option<Vec<u8>> {
-        let lsn = ptr.lsn.0;
+    /// Checks what can be checked of `ptr` without reading: its shape, and that its record
+    /// lies inside one segment of this log's geometry (after the header, LSN and offset at the
+    /// same place). Returns the LSN where the record ends. All arithmetic is checked: a
+    /// pointer is input, and may have been forged.
+    fn check_ptr(&self, ptr: &DiskPtr) -> Result<u64> {
+        let stale = |why: &str| Error::StalePointer(format!("{ptr:?}: {why}"));
+        ptr.check_shape().map_err(stale)?;
+        let seg = self.shared.seg_size();
         let len = u64::from(ptr.len);
-        for buf in self.shared.bufs.iter() {
-            let status = lock(&buf.status);
-            if let Status::InUse { base, len: avail } = *status {
-                if lsn >= base && lsn + len <= base + u64::from(avail) {
-                    // SAFETY: the record is completed (its holder wrote it before handing out the
-                    // pointer), so nobody writes its range; holding `status` keeps the buffer
-                    // from being marked written out and reinstalled while we copy.
-                    let bytes = unsafe { buf.mem.slice((lsn - base) as usize, len as usize) };
-                    return Some(bytes.to_vec());
-                }
-            }
+        if len > self.shared.cfg.max_inline_body() + RECORD_HEADER_LEN as u64 {
+            return Err(stale("impossible record length"));
         }
-        None
+        let in_seg = ptr.lsn.0 % seg;
+        if ptr.offset % seg != in_seg {
+            return Err(stale("LSN and file offset disagree within a segment"));
+        }
+        if in_seg < SEGMENT_HEADER_LEN as u64 || in_seg + len > seg {
+            return Err(stale("record range outside a segment's records"));
+        }
+        ptr.lsn
+            .0
+            .checked_add(len)
+            .ok_or_else(|| stale("record range overflows"))
+    }
+
+    /// Copies the record `[lsn, end)` from the buffer holding it, if it is not yet written
+    /// out; `None` if no buffer holds it (then it is in the file, or nowhere).
+    ///
+    /// Only a `HandedOff` buffer is copied from (nobody writes it until the I/O writer marks
+    /// it free, which needs the status lock we hold). A `Filling` one is sealed if needed and
+    /// waited for; ranges that only partly overlap a buffer are left to the file read, which
+    /// cannot race with anyone.
+    fn read_from_buffers(&self, lsn: u64, end: u64) -> Result<Option<Vec<u8>>> {
+        loop {
+            let mut filling = None;
+            for (idx, buf) in self.shared.bufs.iter().enumerate() {
+                let status = lock(&buf.status);
+                if !status.covers(lsn, end) {
+                    continue;
+                }
+                match *status {
+                    Status::HandedOff { base, .. } => {
+                        // SAFETY: the buffer is handed off (sealed, no writers): nobody writes
+                        // any of its bytes until the I/O writer sets `Free`, which needs the
+                        // `status` lock held here; every writer's bytes happen before the
+                        // hand-off that set this status (see `Shared::finish`). `covers` put
+                        // the range inside the buffer's written range.
+                        let bytes =
+                            unsafe { buf.mem.slice((lsn - base) as usize, (end - lsn) as usize) };
+                        return Ok(Some(bytes.to_vec()));
+                    }
+                    Status::Filling { base, .. } => filling = Some((idx, base)),
+                    Status::Free => unreachable!("a free buffer covers nothing"),
+                }
+                break;
+            }
+            let Some((idx, base)) = filling else {
+                return Ok(None);
+            };
+            self.wait_handed_off(idx, base, end)?;
+        }
+    }
+
+    /// Waits until buffer `idx` no longer fills the incarnation starting at `base`, sealing it
+    /// first if it is the current buffer and holds `[.., end)`. A range past what has been
+    /// reserved is no completed record: `StalePointer`, without waiting.
+    fn wait_handed_off(&self, idx: usize, base: u64, end: u64) -> Result<()> {
+        let sh = &self.shared;
+        let reserved = sh.seal_for(Some(end))?;
+        if reserved < end {
+            return Err(Error::StalePointer(format!(
+                "LSNs up to {end} have not been reserved yet (reserved up to {reserved})"
+            )));
+        }
+        bump(&sh.counters.buffered_read_waits, 1);
+        let buf = &sh.bufs[idx];
+        let mut st = lock(&sh.stable);
+        st.read_waiters += 1;
+        let r = loop {
+            if st.poison.is_some() {
+                break Err(());
+            }
+            // Lock order stable -> status, as in `Shared::install`. `finish` sets `HandedOff`
+            // before it takes `stable` to queue the buffer and wake us, so checking under
+            // `stable` cannot miss the wake-up.
+            let filling =
+                matches!(*lock(&buf.status), Status::Filling { base: b, .. } if b == base);
+            if !filling {
+                break Ok(());
+            }
+            st = wait(&sh.stable_cv, st);
+        };
+        st.read_waiters -= 1;
+        drop(st);
+        r.map_err(|()| sh.poison_error())
     }
 
     /// Tells the log the record at `ptr` is no longer needed (its segment's live bytes drop;
@@ -299,20 +385,42 @@ impl Log {
     }
 }
 
+/// Creates `dir` and its missing ancestors, then syncs the parent of each directory it created
+/// (top-down), so every new entry is durable (`create_dir_all` makes none of them durable).
+/// `Log::open` syncs `dir`'s parent again anyway; this covers the ancestors above it.
 fn ensure_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
-    if storage.exists(dir).map_err(|e| Error::io("stat", dir, e))? {
+    let mut missing = Vec::new();
+    let mut next = Some(dir).filter(|d| !d.as_os_str().is_empty());
+    while let Some(d) = next {
+        if storage.exists(d).map_err(|e| Error::io("stat", d, e))? {
+            break;
+        }
+        missing.push(d);
+        next = d.parent().filter(|p| !p.as_os_str().is_empty());
+    }
+    if missing.is_empty() {
         return Ok(());
     }
     storage
         .create_dir_all(dir)
         .map_err(|e| Error::io("create directory", dir, e))?;
-    // The new entry is durable only once its parent is synced.
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        storage
-            .sync_dir(parent)
-            .map_err(|e| Error::io("fsync directory", parent, e))?;
+    for created in missing.iter().rev() {
+        sync_dir(storage, parent_dir(created))?;
     }
     Ok(())
+}
+
+/// The directory holding `path`'s entry (`.` for a bare relative name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn sync_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    storage
+        .sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 impl Drop for Log {

@@ -39,6 +39,10 @@ pub(crate) fn wait<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a, 
         .unwrap_or_else(|_| panic!("log mutex poisoned by an earlier panic"))
 }
 
+/// How many `validated_view`s [`Shared::reserve_head`] tries before it falls back to the
+/// coarser `reserve_limit`.
+pub(crate) const HEAD_VIEW_TRIES: usize = 64;
+
 /// Durability bookkeeping, behind `Shared::stable`.
 #[derive(Debug, Default)]
 pub(crate) struct Stable {
@@ -58,6 +62,9 @@ pub(crate) struct Stable {
     pub shutdown: bool,
     /// The flusher should exit.
     pub flusher_stop: bool,
+    /// Readers waiting (on `stable_cv`) for a buffer to be handed off; hand-offs notify
+    /// `stable_cv` only when this is non-zero.
+    pub read_waiters: usize,
 }
 
 /// A claimed byte range in a buffer.
@@ -82,6 +89,11 @@ pub(crate) struct Shared {
     /// word's install; Acquire loads pair with it (a stale value is harmless: the word's
     /// generation and the incarnation's `seq` are what is trusted).
     pub current: StdAtomicU64,
+    /// The end (base LSN + capacity) of the latest installed buffer: an upper bound of every
+    /// LSN reserved so far, for [`Shared::reserve_head`] when it cannot get a validated view.
+    /// Monotonic (`fetch_max`, Release, by the installer before the word's install); Acquire
+    /// loads pair with it.
+    pub reserve_limit: StdAtomicU64,
     pub segments: Arc<Mutex<SegmentTable>>,
     pub stable: Mutex<Stable>,
     /// Durable advanced, a buffer was freed, `current` advanced, or poison.
@@ -206,7 +218,14 @@ impl Shared {
                     } else {
                         // Our slot pins this incarnation: its facts cannot change under us.
                         let inc = buf.incarnation();
-                        debug_assert!(offset + total <= inc.capacity);
+                        // The capacity `try_reserve` checked against was loaded after the word
+                        // and validated only by the CAS (generation): if that ever let a stale
+                        // capacity through, the range would overrun the buffer or the segment.
+                        assert!(
+                            u64::from(offset) + u64::from(total) <= u64::from(inc.capacity),
+                            "reservation [{offset}, +{total}) beyond capacity {} of {inc:?}",
+                            inc.capacity
+                        );
                         return Ok(Slot {
                             idx,
                             offset,
@@ -268,7 +287,7 @@ impl Shared {
         // Narrow the range readers look for records in: the next buffer starts at `end`, and
         // this must happen before it is installed, or a reader could find a record of the
         // next buffer inside this one's stale range.
-        *lock(&buf.status) = Status::InUse {
+        *lock(&buf.status) = Status::Filling {
             base: inc.base_lsn,
             len: end,
         };
@@ -290,10 +309,24 @@ impl Shared {
                 &self.counters.records_completed,
                 buf.records.swap(0, Ordering::Relaxed),
             );
+            {
+                // From now on nobody writes the bytes until the buffer is free again: readers
+                // may copy them (see `Log::read`). Every writer's bytes happen before this
+                // (their writer_done RMWs precede ours on the word).
+                let mut status = lock(&buf.status);
+                let Status::Filling { base, len } = *status else {
+                    panic!("hand-off of buffer {idx} in status {:?}", *status);
+                };
+                *status = Status::HandedOff { base, len };
+            }
             let mut st = lock(&self.stable);
             st.queue.push(idx);
+            let wake_readers = st.read_waiters > 0;
             drop(st);
             self.io_cv.notify_one();
+            if wake_readers {
+                self.stable_cv.notify_all();
+            }
         }
     }
 
@@ -359,13 +392,21 @@ impl Shared {
             capacity: capacity as u32,
             salt,
         };
+        // Seqlock write section (see `IoBuffer::validated_view`): the word says "installing"
+        // while the fields change. No lock is taken inside it, so a reader spinning on
+        // `validated_view` under the segments lock cannot wait on us while we wait on it.
+        // Release: a thread ordered after a reservation in this incarnation (which Acquired the
+        // fresh word stored below) reads this bound or a later one.
+        self.reserve_limit
+            .fetch_max(base + u64::from(inc.capacity), Ordering::Release);
+        let generation = buf.word.begin_install();
         buf.set_incarnation(inc);
-        *lock(&buf.status) = Status::InUse {
+        *lock(&buf.status) = Status::Filling {
             base,
             len: inc.capacity,
         };
-        let fresh = Snapshot::fresh(buf.word.load().next_generation(), self.initial_offset(base));
-        buf.word.install(fresh);
+        buf.word
+            .install(Snapshot::fresh(generation, self.initial_offset(base)));
         // Release: a thread that sees the new sequence also sees the installed word.
         self.current.store(seq, Ordering::Release);
         let st = lock(&self.stable);
@@ -400,8 +441,14 @@ impl Shared {
     /// An upper bound of every LSN reserved so far (used as the LSN whose durability makes a
     /// drain durable). Bounds every reservation this thread is ordered after: the `current`
     /// load cannot return a sequence older than one it has already seen (coherence).
+    ///
+    /// Called under the segments lock, so it never spins unboundedly: after
+    /// [`HEAD_VIEW_TRIES`] views that did not validate (reservers keep moving the offset, or
+    /// the buffer is being installed) it returns `reserve_limit`, the end of the latest
+    /// installed buffer. That is also an upper bound (at most one buffer above the precise
+    /// head), so the only cost of the fallback is that a drain becomes durable a little later.
     pub(crate) fn reserve_head(&self) -> u64 {
-        loop {
+        for _ in 0..HEAD_VIEW_TRIES {
             // Acquire: pairs with the installer's Release store of `current`.
             let seq = self.current.load(Ordering::Acquire);
             let buf = &self.bufs[(seq % self.bufs.len() as u64) as usize];
@@ -412,7 +459,11 @@ impl Shared {
                 // Sealed: its capacity bounds everything reserved in it.
                 return inc.base_lsn + u64::from(inc.capacity);
             }
+            std::hint::spin_loop();
         }
+        bump(&self.counters.head_view_fallbacks, 1);
+        // Acquire: pairs with the installer's Release `fetch_max` (see the field).
+        self.reserve_limit.load(Ordering::Acquire)
     }
 
     /// Seals the current buffer if it holds data below `want` (None = all data), then returns
@@ -442,5 +493,50 @@ impl Shared {
                 return Ok(target);
             }
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::buffer::state::Snapshot;
+    use crate::io::SimStorage;
+    use crate::{Config, Log, Lsn};
+
+    /// `reserve_head` runs under the segments lock; it used to retry `validated_view` until
+    /// one validated, so a buffer stuck mid-install (or a storm of reservers) made it spin
+    /// with the lock held. It now falls back to the end of the latest installed buffer.
+    #[test]
+    fn reserve_head_is_bounded_while_the_current_buffer_is_installing() {
+        let (log, _) =
+            Log::open(Config::small("/db"), Arc::new(SimStorage::new()), Lsn(0)).expect("open log");
+        let (lsn, _) = log.append(b"some record").expect("append");
+        let sh = log.shared();
+        let precise = sh.reserve_head();
+        assert!(precise > lsn.0, "head {precise} not above record {lsn:?}");
+        let seq = sh.current.load(std::sync::atomic::Ordering::Acquire);
+        let buf = &sh.bufs[(seq % sh.bufs.len() as u64) as usize];
+        let inc = buf.incarnation();
+        // Make the current buffer look mid-install: a sealer joins and leaves (no other
+        // writers), then an install begins.
+        let live = buf.word.load();
+        let sealed = live.try_seal_join().expect("seal");
+        buf.word.cas(live, sealed).expect("seal CAS");
+        assert!(buf.word.writer_done().is_handoff());
+        let generation = buf.word.begin_install();
+        let fallbacks = log.stats().head_view_fallbacks;
+        let head = sh.reserve_head();
+        assert_eq!(head, inc.base_lsn + u64::from(inc.capacity));
+        assert!(
+            head >= precise,
+            "fallback {head} below the precise head {precise}"
+        );
+        assert_eq!(log.stats().head_view_fallbacks, fallbacks + 1);
+        // Put the buffer back as it was (same offset, no writers) so the log works and closes.
+        buf.word.install(Snapshot::fresh(generation, live.offset()));
+        assert_eq!(sh.reserve_head(), precise);
+        log.append(b"after").expect("append after the restore");
+        log.flush().expect("flush");
     }
 }

@@ -28,6 +28,11 @@ pub struct LogStats {
     pub syncs: u64,
     /// Segment slots freed for reuse.
     pub segments_freed: u64,
+    /// Times the reserve head (drain LSNs) fell back to the end of the latest installed buffer
+    /// because no validated view of the current buffer came within a bounded number of tries.
+    pub head_view_fallbacks: u64,
+    /// Reads of a record whose buffer was still being filled, which waited for its hand-off.
+    pub buffered_read_waits: u64,
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +47,8 @@ pub(crate) struct Counters {
     pub bytes_written: StdAtomicU64,
     pub syncs: StdAtomicU64,
     pub segments_freed: StdAtomicU64,
+    pub head_view_fallbacks: StdAtomicU64,
+    pub buffered_read_waits: StdAtomicU64,
 }
 
 /// Adds `n` to a counter (Relaxed: statistics only).
@@ -63,6 +70,8 @@ impl Counters {
             bytes_written: g(&self.bytes_written),
             syncs: g(&self.syncs),
             segments_freed: g(&self.segments_freed),
+            head_view_fallbacks: g(&self.head_view_fallbacks),
+            buffered_read_waits: g(&self.buffered_read_waits),
         }
     }
 }

@@ -3,6 +3,14 @@
 
 use std::fmt;
 
+use crate::error::{Error, Result};
+use crate::format::{BLOB_POINTER_BODY_LEN, RECORD_HEADER_LEN};
+
+/// The smallest segment size a log can have (`Config::segment_size_bytes`).
+pub(crate) const MIN_SEGMENT_BYTES: u64 = 4 << 10;
+/// The largest record length (header + inline body) any buffer can hold.
+const MAX_BUFFER_RECORD_BYTES: u64 = 1 << 30;
+
 /// A logical byte position in the endless log. Record LSNs strictly increase in the order the
 /// records were reserved; segment `k` of the LSN space covers `[k * segment_size, (k + 1) *
 /// segment_size)` including its header bytes, so LSN and in-segment offset agree modulo the
@@ -51,17 +59,6 @@ impl DiskPtr {
     /// blob id u64` (0 = none), little-endian.
     pub const ENCODED_LEN: usize = 28;
 
-    /// Rebuilds a pointer from its parts (e.g. read back from the upper layer's checkpoint).
-    /// Nothing is checked here; [`Log::read`](crate::Log::read) checks the record it names.
-    pub fn from_parts(lsn: Lsn, file_offset: u64, record_len: u32, blob: Option<BlobId>) -> Self {
-        DiskPtr {
-            lsn,
-            offset: file_offset,
-            len: record_len,
-            blob: blob.map_or(0, |b| b.0),
-        }
-    }
-
     /// A fixed-size little-endian encoding, for the upper layer's page table on disk.
     pub fn to_bytes(&self) -> [u8; Self::ENCODED_LEN] {
         let mut b = [0u8; Self::ENCODED_LEN];
@@ -72,15 +69,57 @@ impl DiskPtr {
         b
     }
 
-    /// Decodes [`DiskPtr::to_bytes`].
-    pub fn from_bytes(b: &[u8; Self::ENCODED_LEN]) -> Self {
-        let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-        DiskPtr {
+    /// Decodes [`DiskPtr::to_bytes`] (e.g. read back from the upper layer's checkpoint). This
+    /// and the log's own answers (`complete`, recovery) are the only ways to get a pointer.
+    ///
+    /// Rejects, with [`Error::StalePointer`], bytes no pointer of any log encodes to: a record
+    /// length below a record header or above the largest buffer, LSN or offset ranges that
+    /// overflow, LSN and offset that disagree within a segment, a blob pointer record of the
+    /// wrong length. A well-formed pointer can still be stale or forged; [`Log::read`] checks
+    /// the record it names (and never touches memory a writer may be filling).
+    ///
+    /// [`Log::read`]: crate::Log::read
+    pub fn from_bytes(b: &[u8; Self::ENCODED_LEN]) -> Result<Self> {
+        let u64_at = |at: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[at..at + 8]);
+            u64::from_le_bytes(x)
+        };
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&b[16..20]);
+        let ptr = DiskPtr {
             lsn: Lsn(u64_at(0)),
             offset: u64_at(8),
-            len: u32::from_le_bytes(b[16..20].try_into().expect("4 bytes")),
+            len: u32::from_le_bytes(len),
             blob: u64_at(20),
+        };
+        ptr.check_shape().map_err(|why| {
+            Error::StalePointer(format!("{ptr:?} is not a pointer of this log: {why}"))
+        })?;
+        Ok(ptr)
+    }
+
+    /// The configuration-independent facts every pointer the log hands out satisfies.
+    pub(crate) fn check_shape(&self) -> std::result::Result<(), &'static str> {
+        let len = u64::from(self.len);
+        if len < RECORD_HEADER_LEN as u64 {
+            return Err("record length below a record header");
         }
+        if len > MAX_BUFFER_RECORD_BYTES {
+            return Err("record length above the largest buffer");
+        }
+        if self.lsn.0.checked_add(len).is_none() || self.offset.checked_add(len).is_none() {
+            return Err("record range overflows");
+        }
+        // Segments are powers of two of at least this size, and LSN and file offset agree
+        // modulo the segment size.
+        if self.lsn.0 % MIN_SEGMENT_BYTES != self.offset % MIN_SEGMENT_BYTES {
+            return Err("LSN and file offset disagree within a segment");
+        }
+        if self.blob != 0 && len != (RECORD_HEADER_LEN + BLOB_POINTER_BODY_LEN) as u64 {
+            return Err("blob pointer record of the wrong length");
+        }
+        Ok(())
     }
 
     /// The record's LSN.
@@ -114,12 +153,44 @@ impl DiskPtr {
 mod tests {
     use super::*;
 
+    fn ptr(lsn: u64, offset: u64, len: u32, blob: u64) -> DiskPtr {
+        DiskPtr {
+            lsn: Lsn(lsn),
+            offset,
+            len,
+            blob,
+        }
+    }
+
     #[test]
     fn disk_ptr_bytes_roundtrip() {
-        let p = DiskPtr::from_parts(Lsn(123_456), 7 << 20, 4242, Some(BlobId(9)));
-        assert_eq!(DiskPtr::from_bytes(&p.to_bytes()), p);
-        let q = DiskPtr::from_parts(Lsn(1), 2, 3, None);
-        assert_eq!(DiskPtr::from_bytes(&q.to_bytes()), q);
+        let p = ptr(123_456 + (7 << 20), 123_456, 44, 9);
+        assert_eq!(DiskPtr::from_bytes(&p.to_bytes()).unwrap(), p);
+        let q = ptr(4096 + 32, 32, 30, 0);
+        assert_eq!(DiskPtr::from_bytes(&q.to_bytes()).unwrap(), q);
         assert_eq!(q.blob_id(), None);
+    }
+
+    /// Decoding used to accept anything, and `Log::read` then added `lsn + len` unchecked
+    /// (an overflow panic in debug builds, a wrapped range in release).
+    #[test]
+    fn malformed_pointers_do_not_decode() {
+        let cases = [
+            (ptr(u64::MAX - 10, u64::MAX - 10, 100, 0), "overflows"),
+            (ptr(64, 64, 23, 0), "below a record header"),
+            (ptr(64, 64, 0, 0), "below a record header"),
+            (ptr(64, 64, (1 << 30) + 1, 0), "above the largest buffer"),
+            (ptr(64, 65, 30, 0), "disagree"),
+            (
+                ptr(64, 64, 30, 5),
+                "blob pointer record of the wrong length",
+            ),
+        ];
+        for (p, why) in cases {
+            match DiskPtr::from_bytes(&p.to_bytes()) {
+                Err(Error::StalePointer(msg)) => assert!(msg.contains(why), "{p:?}: {msg}"),
+                other => panic!("{p:?} decoded: {other:?}"),
+            }
+        }
     }
 }

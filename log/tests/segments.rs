@@ -211,7 +211,7 @@ fn reset_live_after_restart_frees_dead_old_segments() {
     // The upper layer would have stored the pointers in its checkpoint: round-trip them.
     let live: Vec<DiskPtr> = live
         .iter()
-        .map(|p| DiskPtr::from_bytes(&p.to_bytes()))
+        .map(|p| DiskPtr::from_bytes(&p.to_bytes()).expect("a pointer the log handed out"))
         .collect();
     assert_eq!(
         log.reset_live(live.iter().copied()),

@@ -1,14 +1,15 @@
 //! Sync discipline through the simulator's trace: whenever `flush()` (or `make_stable` of the
 //! newest record) returns, every file written since its last sync has been synced and every
-//! directory whose entries changed has been synced. Also right after `open`.
+//! directory whose entries changed has been synced. Also right after `open`, including an open
+//! that follows one which died before syncing the directories it created.
 
 mod common;
 
 use std::sync::Arc;
 
 use common::*;
-use logstore::io::{CrashMode, SimStorage};
-use logstore::{Config, Log, Lsn};
+use logstore::io::{CrashMode, Fault, FaultPlan, FaultRule, Op, SimStorage, Site};
+use logstore::{Config, Error, Log, Lsn};
 
 fn assert_all_synced(sim: &SimStorage, when: &str) {
     let unsynced = sim.trace().unsynced_at_end();
@@ -88,4 +89,72 @@ fn background_flusher_makes_records_durable() {
     drop(log);
     let (_log, recs) = Log::open(cfg, Arc::new(sim), Lsn(0)).unwrap();
     assert_eq!(bodies(&recs), vec![b"no explicit flush".to_vec()]);
+}
+
+/// An open that died between creating the log directory and syncing its parent left the entry
+/// in the page cache only. The next open used to find the directory "existing" and never sync
+/// it, so acknowledged records vanished with the directory at the next power loss.
+#[test]
+fn open_after_an_open_that_died_before_its_directory_sync() {
+    let sim = SimStorage::new();
+    let cfg = small_config();
+    sim.set_fault_plan(Some(FaultPlan::new(1).rule(FaultRule::nth(
+        Site::SyncDir,
+        1,
+        Fault::Eio,
+    ))));
+    let err = Log::open(cfg.clone(), Arc::new(sim.clone()), Lsn(0)).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    sim.set_fault_plan(None);
+    let (log, _) = Log::open(cfg.clone(), Arc::new(sim.clone()), Lsn(0)).unwrap();
+    assert_all_synced(&sim, "after the second open");
+    log.append(b"acknowledged").unwrap();
+    log.flush().unwrap();
+    sim.crash(5, CrashMode::DROP_UNSYNCED);
+    drop(log);
+    let (_log, recs) = open_sim(&sim, &cfg);
+    assert_eq!(bodies(&recs), vec![b"acknowledged".to_vec()]);
+}
+
+/// `create_dir_all` of a nested path creates several entries; each needs its parent synced
+/// (only the last one used to be).
+#[test]
+fn every_created_ancestor_is_synced() {
+    for path in ["/srv/data/app/db", "rel/db", "db"] {
+        let sim = SimStorage::new();
+        let cfg = Config::small(path);
+        let (log, _) = Log::open(cfg.clone(), Arc::new(sim.clone()), Lsn(0)).unwrap();
+        assert_all_synced(&sim, &format!("after opening {path}"));
+        log.append(b"kept").unwrap();
+        log.flush().unwrap();
+        sim.crash(9, CrashMode::DROP_UNSYNCED);
+        drop(log);
+        let (_log, recs) = Log::open(cfg, Arc::new(sim), Lsn(0)).unwrap();
+        assert_eq!(bodies(&recs), vec![b"kept".to_vec()], "{path}");
+    }
+}
+
+/// Every open syncs the log directory's parent, the log directory and the blob directory,
+/// whether or not it created them.
+#[test]
+fn every_open_syncs_the_log_directories() {
+    let sim = SimStorage::new();
+    let cfg = Config::small("/srv/db");
+    for reopen in 0..2 {
+        let start = sim.trace_len();
+        drop(Log::open(cfg.clone(), Arc::new(sim.clone()), Lsn(0)).unwrap());
+        let synced: Vec<_> = sim.trace().ops()[start..]
+            .iter()
+            .filter_map(|op| match op {
+                Op::SyncDir { path } => Some(path.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect();
+        for dir in ["/srv", "/srv/db", "/srv/db/blobs"] {
+            assert!(
+                synced.iter().any(|d| d == dir),
+                "open #{reopen} did not sync {dir}: {synced:?}"
+            );
+        }
+    }
 }

@@ -7,9 +7,11 @@
 //! - the installer and the I/O writer touch the buffer only while it has no writers: the
 //!   installer between "written out" and `install`, the I/O writer between the hand-off and
 //!   "written out";
-//! - a reader copies a completed record's range under the buffer's `status` lock, which keeps
-//!   the buffer from being marked written out (and so from being reinstalled) meanwhile; the
-//!   record's bytes are no longer written by anyone once it is completed.
+//! - a reader (`Log::read`) copies bytes only of a buffer whose status is `HandedOff` (sealed,
+//!   no writers), under the buffer's `status` lock, which keeps it from being marked written
+//!   out (and so from being reinstalled) meanwhile. It never reads a buffer that is still
+//!   `Filling`: the pointer it reads through may be forged or stale, so "the record is
+//!   completed" is not something it may assume.
 
 use std::cell::UnsafeCell;
 
@@ -64,9 +66,10 @@ impl BufMem {
     /// Shared access to `[offset, offset + len)`.
     ///
     /// # Safety
-    /// For the lifetime of the returned slice nobody writes any byte of the range: the range
-    /// holds completed records of a buffer that is kept from being reinstalled (hand-off or
-    /// status lock held).
+    /// For the lifetime of the returned slice nobody writes any byte of the range: the buffer
+    /// is handed off (sealed, no writers) and kept from being reinstalled (the caller is the
+    /// I/O writer before it marks the buffer free, or holds the `status` lock of a `HandedOff`
+    /// buffer).
     pub(crate) unsafe fn slice(&self, offset: usize, len: usize) -> &[u8] {
         let ptr = self.range_ptr(offset, len);
         // SAFETY: in bounds (checked above); no writer for the slice's lifetime per the contract.

@@ -12,15 +12,38 @@ use crate::types::SegmentId;
 use mem::BufMem;
 use state::{BufferWord, Snapshot};
 
-/// Whether a buffer holds records not yet written to the file. Guarded by `IoBuffer::status`;
-/// readers hold the lock while copying so the I/O writer cannot mark the buffer written (and
-/// the installer cannot reuse it) under them.
+/// Whether a buffer holds records not yet written to the file, and whether its bytes may be
+/// read. Guarded by `IoBuffer::status`; readers hold the lock while copying so the I/O writer
+/// cannot mark the buffer written (and the installer cannot reuse it) under them.
+///
+/// Transitions: `Free -> Filling` (installer, buffer free), `Filling` narrowed to the sealed end
+/// (sealer, before the next buffer exists), `Filling -> HandedOff` (the last writer out, once
+/// the word is sealed with zero writers), `HandedOff -> Free` (I/O writer, after the write).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Status {
     /// Written out (or never used): free to install; records are read from the file.
     Free,
-    /// Installed; completed records in LSNs `[base, base + len)` are read from memory (`len` is the capacity, narrowed to the sealed end by the sealer).
-    InUse { base: u64, len: u32 },
+    /// Installed and accepting (or finishing) reservations in LSNs `[base, base + len)` (`len`
+    /// is the capacity, narrowed to the sealed end by the sealer). Holders may be writing
+    /// anywhere in the range: **nobody else may read its bytes**. A reader waits for
+    /// `HandedOff` (or `Free`).
+    Filling { base: u64, len: u32 },
+    /// Sealed with no writers, not yet written out: the bytes of `[base, base + len)` are
+    /// immutable until the I/O writer marks the buffer `Free` (under this lock), so a reader
+    /// holding the lock may copy any of them.
+    HandedOff { base: u64, len: u32 },
+}
+
+impl Status {
+    /// Whether `[lsn, end)` lies inside the range of this status (any variant but `Free`).
+    pub(crate) fn covers(self, lsn: u64, end: u64) -> bool {
+        match self {
+            Status::Free => false,
+            Status::Filling { base, len } | Status::HandedOff { base, len } => {
+                lsn >= base && end <= base + u64::from(len)
+            }
+        }
+    }
 }
 
 /// One rotating I/O buffer.
@@ -99,14 +122,21 @@ impl IoBuffer {
         self.capacity.load(Ordering::Relaxed)
     }
 
-    /// Installer only, buffer free: sets the facts of the next incarnation. Published by the
-    /// Release store in `BufferWord::install` that must follow.
+    /// Installer only, between [`BufferWord::begin_install`] and [`BufferWord::install`]: sets
+    /// the facts of the next incarnation. This is the seqlock's write section: the word reads
+    /// "installing" (the seqlock's odd count) from before the first store here until the
+    /// Release store in `install` publishes the fresh word.
     ///
     /// The stores are Release (not Relaxed) for [`IoBuffer::validated_view`]: a reader whose
     /// Relaxed load reads one of them and then issues an Acquire fence is ordered after
-    /// everything the installer saw, including the seal that changed the word, so the
-    /// reader's re-load of the word cannot still return the old value.
+    /// everything the installer did before that store, including `begin_install`'s store of
+    /// the word, so the reader's re-load of the word cannot still return the value it loaded
+    /// before reading the fields (the free word of the previous generation).
     pub(crate) fn set_incarnation(&self, inc: Incarnation) {
+        debug_assert!(
+            self.word.load().is_installing(),
+            "set_incarnation outside an install"
+        );
         self.seq.store(inc.seq, Ordering::Release);
         self.base_lsn.store(inc.base_lsn, Ordering::Release);
         self.file_offset.store(inc.file_offset, Ordering::Release);
@@ -119,11 +149,22 @@ impl IoBuffer {
     }
 
     /// A consistent (word, incarnation) pair without taking a writer slot, seqlock style:
-    /// load the word, the fields, an Acquire fence, the word again; `None` if it changed (the
-    /// caller retries). See `set_incarnation` for why this is sound.
+    /// load the word (Acquire), reject an installing word, load the fields, an Acquire fence,
+    /// load the word again; `None` if it changed or was installing (the caller retries).
+    ///
+    /// Why a validated pair is consistent: if the first load returned the fresh word of
+    /// generation g (or a later value of it), the Acquire orders every field load after g's
+    /// field stores; if any field load returned a value of a later install, the fence orders
+    /// the second word load after that install's `begin_install`, so the word differs (its
+    /// generation, or the installing bit). If the first load returned a free word, the same
+    /// argument applies to the install that starts from it. See `set_incarnation`.
     pub(crate) fn validated_view(&self) -> Option<(Snapshot, Incarnation)> {
         let before = self.word.load();
+        if before.is_installing() {
+            return None;
+        }
         let inc = self.incarnation();
+        // Acquire fence: pairs with the Release field stores in `set_incarnation` (see above).
         fence(Ordering::Acquire);
         let after = self.word.load();
         (before == after).then_some((before, inc))
@@ -146,29 +187,78 @@ impl IoBuffer {
 
 #[cfg(all(test, loom))]
 mod loom_models {
-    //! The seqlock-style `validated_view` against a concurrent recycle of the buffer: a view
-    //! that validates must never mix the word of one incarnation with the fields of another.
+    //! The seqlock `validated_view` against a concurrent install: a view that validates must
+    //! never mix the word of one incarnation with the fields of another, and never return the
+    //! fields while an install is rewriting them.
     use super::*;
     use loom::sync::Arc;
     use loom::thread;
 
+    /// The fields of generation `seq`; all zero for 0, like a new buffer's.
     fn incarnation(seq: u64) -> Incarnation {
         Incarnation {
             seq,
             base_lsn: seq * 1000,
             file_offset: seq * 10,
             segment: SegmentId(seq),
-            capacity: 8 + seq as u32,
+            capacity: 8 * seq as u32,
             salt: seq as u32,
         }
     }
 
+    /// The installer's steps, as `Shared::install` takes them.
+    fn install(buf: &IoBuffer, seq: u64) {
+        let gen = buf.word.begin_install();
+        assert_eq!(gen, seq, "the models keep generation == seq");
+        buf.set_incarnation(incarnation(seq));
+        buf.word.install(Snapshot::fresh(gen, 0));
+    }
+
+    fn check_view(buf: &IoBuffer) {
+        if let Some((snap, inc)) = buf.validated_view() {
+            assert!(!snap.is_installing(), "view of a buffer being installed");
+            assert_eq!(
+                inc.seq,
+                snap.generation(),
+                "word and fields of different incarnations"
+            );
+            let want = incarnation(inc.seq);
+            assert_eq!(inc.base_lsn, want.base_lsn, "fields of two incarnations");
+            assert_eq!(
+                inc.file_offset, want.file_offset,
+                "fields of two incarnations"
+            );
+            assert_eq!(inc.segment, want.segment, "fields of two incarnations");
+            assert_eq!(inc.capacity, want.capacity, "fields of two incarnations");
+            assert_eq!(inc.salt, want.salt, "fields of two incarnations");
+        }
+    }
+
+    /// A reader against the install of a free buffer (the case the seqlock's "begin write"
+    /// exists for: the free word does not change until the install is over, so without the
+    /// installing state the reader's two loads agree around a half-written set of fields).
+    #[test]
+    fn loom_validated_view_from_free_state() {
+        loom::model(|| {
+            // A new buffer is free (generation 0) with all-zero fields, which are exactly
+            // `incarnation(0)`.
+            let buf = Arc::new(IoBuffer::new(16));
+            let installer = {
+                let buf = buf.clone();
+                thread::spawn(move || install(&buf, 1))
+            };
+            check_view(&buf);
+            installer.join().unwrap();
+            check_view(&buf);
+        });
+    }
+
+    /// A reader against a seal, hand-off and reinstall of an installed buffer.
     #[test]
     fn loom_validated_view_never_mixes_incarnations() {
         loom::model(|| {
             let buf = Arc::new(IoBuffer::new(16));
-            buf.set_incarnation(incarnation(1));
-            buf.word.install(Snapshot::fresh(1, 0));
+            install(&buf, 1);
             let recycler = {
                 let buf = buf.clone();
                 thread::spawn(move || {
@@ -177,19 +267,10 @@ mod loom_models {
                     let sealed = s.try_seal_join().unwrap();
                     buf.word.cas(s, sealed).unwrap();
                     assert!(buf.word.writer_done().is_handoff());
-                    buf.set_incarnation(incarnation(2));
-                    buf.word.install(Snapshot::fresh(2, 0));
+                    install(&buf, 2);
                 })
             };
-            if let Some((snap, inc)) = buf.validated_view() {
-                assert_eq!(
-                    inc.seq,
-                    snap.generation(),
-                    "word and fields of different incarnations"
-                );
-                assert_eq!(inc.base_lsn, inc.seq * 1000);
-                assert_eq!(inc.capacity, 8 + inc.seq as u32);
-            }
+            check_view(&buf);
             recycler.join().unwrap();
         });
     }

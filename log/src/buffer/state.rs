@@ -1,16 +1,23 @@
 //! The packed state word of one I/O buffer, as a typed [`Snapshot`] with pure transitions.
 //!
 //! ```text
-//!  63         49 48 47          32 31                       0
-//! +-------------+--+--------------+--------------------------+
-//! | generation  |S |   writers    |   offset (bytes used)    |
-//! +-------------+--+--------------+--------------------------+
+//!  63        44 43 42 41        31 30                       0
+//! +------------+--+--+------------+--------------------------+
+//! | generation |I |S |  writers   |   offset (bytes used)    |
+//! +------------+--+--+------------+--------------------------+
 //! ```
-//! - `offset`: bytes of the buffer handed out so far (reservations are `[old, new)`).
-//! - `writers`: reservations (plus a sealer's own slot) not yet completed or aborted.
+//! - `offset` (31 bits): bytes of the buffer handed out so far (reservations are `[old, new)`).
+//!   Buffers are at most 1 GiB, so `offset <= capacity <= 2^30` always fits.
+//! - `writers` (11 bits): reservations (plus a sealer's own slot) not yet completed or aborted.
 //! - `S` (sealed): no more reservations; `offset` is frozen.
-//! - `generation`: bumped every time the buffer is reinstalled for a new LSN range, so a CAS
-//!   prepared against an earlier incarnation fails (ABA) even if offset and writers repeat.
+//! - `I` (installing): the installer is rewriting the per-incarnation fields (always with `S`
+//!   set and no writers). Readers of those fields reject this state (the seqlock's "odd").
+//! - `generation` (20 bits): bumped every time the buffer is reinstalled for a new LSN range,
+//!   so a CAS prepared against an earlier incarnation fails (ABA) even if offset and writers
+//!   repeat. It wraps after 2^20 reinstalls of one buffer: a reserver would have to stall
+//!   between its load and its CAS while ~10^6 buffers (1 TiB with the default 1 MiB buffers,
+//!   times the buffer count) are written out, and then meet exactly the same offset and writer
+//!   count. That is the residual ABA window; it is not otherwise defended.
 //!
 //! Who may change which field:
 //! - any writer: `offset += len` and `writers += 1` together ([`Snapshot::try_reserve`]) while
@@ -20,24 +27,29 @@
 //! - the thread whose `writer_done` makes `S && writers == 0` (the last writer out) hands the
 //!   buffer to the I/O writer; it is the only thread that ever sees that transition.
 //! - the installer (the sealer of the previous buffer, with the buffer written out and free):
-//!   stores a fresh word with `generation + 1` ([`Snapshot::fresh`]). Nothing else stores.
+//!   first stores `S | I` with `generation + 1` ([`BufferWord::begin_install`]), then rewrites
+//!   the incarnation fields, then stores the fresh word of that generation
+//!   ([`BufferWord::install`]). Nothing else stores.
 //!
-//! A free (written-out, not yet reinstalled) buffer is sealed with zero writers, so nothing can
-//! reserve in it, seal it, or hand it off again.
+//! A free (written-out, not yet reinstalled) or installing buffer is sealed with zero writers,
+//! so nothing can reserve in it, seal it, or hand it off again.
 
 use crate::sync::{AtomicU64, Ordering};
 
-const OFFSET_BITS: u32 = 32;
-const WRITERS_SHIFT: u32 = 32;
-const WRITERS_BITS: u32 = 16;
-const SEALED_SHIFT: u32 = 48;
-const GEN_SHIFT: u32 = 49;
-const GEN_BITS: u32 = 15;
+const OFFSET_BITS: u32 = 31;
+const WRITERS_SHIFT: u32 = 31;
+const WRITERS_BITS: u32 = 11;
+const SEALED_SHIFT: u32 = 42;
+const INSTALLING_SHIFT: u32 = 43;
+const GEN_SHIFT: u32 = 44;
+/// Wide enough that a wrap needs 2^20 reinstalls of one buffer during one reserver's stall.
+pub(crate) const GEN_BITS: u32 = 20;
 
 const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
 const WRITERS_MASK: u64 = ((1 << WRITERS_BITS) - 1) << WRITERS_SHIFT;
 const WRITER_ONE: u64 = 1 << WRITERS_SHIFT;
 const SEALED: u64 = 1 << SEALED_SHIFT;
+const INSTALLING: u64 = 1 << INSTALLING_SHIFT;
 const GEN_MASK: u64 = ((1 << GEN_BITS) - 1) << GEN_SHIFT;
 
 /// Most concurrent holders of one buffer; a reserver finding it full waits for the count to
@@ -48,11 +60,17 @@ pub(crate) const MAX_BUFFER_BYTES: u64 = OFFSET_MASK;
 
 const _: () = assert!(WRITERS_SHIFT == OFFSET_BITS);
 const _: () = assert!(SEALED_SHIFT == WRITERS_SHIFT + WRITERS_BITS);
-const _: () = assert!(GEN_SHIFT == SEALED_SHIFT + 1);
+const _: () = assert!(INSTALLING_SHIFT == SEALED_SHIFT + 1);
+const _: () = assert!(GEN_SHIFT == INSTALLING_SHIFT + 1);
 const _: () = assert!(GEN_SHIFT + GEN_BITS == 64);
-const _: () = assert!(OFFSET_MASK & WRITERS_MASK == 0 && WRITERS_MASK & SEALED == 0);
-const _: () =
-    assert!(SEALED & GEN_MASK == 0 && OFFSET_MASK | WRITERS_MASK | SEALED | GEN_MASK == u64::MAX);
+const _: () = assert!(GEN_BITS >= 20);
+const _: () = assert!(OFFSET_MASK & WRITERS_MASK == 0);
+const _: () = assert!(WRITERS_MASK & SEALED == 0);
+const _: () = assert!(SEALED & INSTALLING == 0);
+const _: () = assert!(INSTALLING & GEN_MASK == 0);
+const _: () = assert!(OFFSET_MASK | WRITERS_MASK | SEALED | INSTALLING | GEN_MASK == u64::MAX);
+// The offset field holds any offset of the largest buffer (1 GiB), including its end.
+const _: () = assert!(MAX_BUFFER_BYTES >= 1 << 30);
 
 /// One loaded value of a buffer's state word.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -63,6 +81,7 @@ impl std::fmt::Debug for Snapshot {
         f.debug_struct("Snapshot")
             .field("generation", &self.generation())
             .field("sealed", &self.is_sealed())
+            .field("installing", &self.is_installing())
             .field("writers", &self.writers())
             .field("offset", &self.offset())
             .finish()
@@ -88,6 +107,10 @@ impl Snapshot {
     /// already used (a segment header).
     #[must_use]
     pub(crate) fn fresh(generation: u64, offset: u32) -> Snapshot {
+        assert!(
+            u64::from(offset) <= OFFSET_MASK,
+            "offset {offset} beyond the offset field"
+        );
         Snapshot(((generation << GEN_SHIFT) & GEN_MASK) | u64::from(offset))
     }
 
@@ -106,14 +129,28 @@ impl Snapshot {
     pub(crate) fn is_sealed(self) -> bool {
         self.0 & SEALED != 0
     }
+    pub(crate) fn is_installing(self) -> bool {
+        self.0 & INSTALLING != 0
+    }
     pub(crate) fn generation(self) -> u64 {
         (self.0 & GEN_MASK) >> GEN_SHIFT
     }
 
-    /// The generation the next installation of this buffer uses (wrapping in 15 bits).
+    /// The generation the next installation of this buffer uses (wrapping in `GEN_BITS`).
     #[must_use]
     pub(crate) fn next_generation(self) -> u64 {
         (self.generation() + 1) & ((1 << GEN_BITS) - 1)
+    }
+
+    /// The installer's first step on a free buffer: the next generation, sealed and
+    /// installing, no writers, offset 0. Panics unless `self` is a free (handed-off) word.
+    #[must_use]
+    pub(crate) fn begin_install(self) -> Snapshot {
+        assert!(
+            self.is_handoff(),
+            "installing over a buffer still in use: {self:?}"
+        );
+        Snapshot(((self.next_generation() << GEN_SHIFT) & GEN_MASK) | SEALED | INSTALLING)
     }
 
     /// Claims `len` bytes in a buffer of `capacity` bytes.
@@ -158,9 +195,10 @@ impl Snapshot {
     }
 
     /// Whether the thread that produced this value (by `writer_done`) must hand the buffer to
-    /// the I/O writer: sealed and the last writer has left.
+    /// the I/O writer: sealed and the last writer has left. Also true of a free buffer (never
+    /// installed, or written out and not yet reinstalled); false while it is being installed.
     pub(crate) fn is_handoff(self) -> bool {
-        self.is_sealed() && self.writers() == 0
+        self.is_sealed() && self.writers() == 0 && !self.is_installing()
     }
 }
 
@@ -206,17 +244,38 @@ impl BufferWord {
         }
     }
 
-    /// Installs a fresh incarnation. Only the installer calls this, on a free buffer (sealed,
-    /// no writers, written out). Release: pairs with the Acquire of `load`/`cas` so the new
-    /// base LSN, capacity and segment header bytes are visible to whoever reserves in it.
+    /// The installer's first step (seqlock "begin write"), on a free buffer: stores
+    /// [`Snapshot::begin_install`] and returns its generation. The incarnation fields may be
+    /// rewritten only after this store.
+    ///
+    /// Relaxed store: what orders it before the field stores is that those are Release stores
+    /// (see `IoBuffer::set_incarnation`); a reader that reads any new field value and then runs
+    /// its Acquire fence is ordered after this store, so its second load of the word cannot
+    /// return the value it loaded first. Only the installer writes the word of a free buffer,
+    /// so a plain store (no CAS) cannot lose an update.
+    pub(crate) fn begin_install(&self) -> u64 {
+        let installing = self.load().begin_install();
+        self.0.store(installing.0, Ordering::Relaxed);
+        installing.generation()
+    }
+
+    /// Installs a fresh incarnation (seqlock "end write"). Only the installer calls this, after
+    /// [`BufferWord::begin_install`] and the field stores. Release: pairs with the Acquire of
+    /// `load`/`cas` so the new base LSN, capacity and segment header bytes are visible to
+    /// whoever reserves in it.
     pub(crate) fn install(&self, fresh: Snapshot) {
         let old = self.load();
         assert!(
-            old.is_handoff(),
-            "installing over a buffer still in use: {old:?}"
+            old.is_installing(),
+            "install without begin_install: {old:?}"
+        );
+        assert_eq!(
+            old.generation(),
+            fresh.generation(),
+            "install of another generation than begun"
         );
         assert!(
-            !fresh.is_sealed() && fresh.writers() == 0,
+            !fresh.is_sealed() && !fresh.is_installing() && fresh.writers() == 0,
             "install of a non-fresh word"
         );
         self.0.store(fresh.0, Ordering::Release);
@@ -276,6 +335,40 @@ mod tests {
         assert!(f.is_handoff());
         assert_eq!(f.try_reserve(1, 10), Reserve::Sealed);
         assert!(f.try_seal_join().is_none());
+    }
+
+    #[test]
+    fn installing_word_is_inert_and_not_a_handoff() {
+        let i = Snapshot::free().begin_install();
+        assert!(i.is_installing() && i.is_sealed());
+        assert_eq!(i.writers(), 0);
+        assert_eq!(i.generation(), 1);
+        assert!(!i.is_handoff(), "an installing word must not look free");
+        assert_eq!(i.try_reserve(1, 10), Reserve::Sealed);
+        assert!(i.try_seal_join().is_none());
+        let fresh = Snapshot::fresh(i.generation(), 32);
+        assert!(!fresh.is_installing() && !fresh.is_sealed());
+    }
+
+    #[test]
+    #[should_panic(expected = "still in use")]
+    fn begin_install_on_a_live_buffer_panics() {
+        let _ = Snapshot::fresh(3, 0).begin_install();
+    }
+
+    #[test]
+    fn fields_do_not_overlap_at_their_extremes() {
+        let max_gen = (1u64 << GEN_BITS) - 1;
+        let s = Snapshot(
+            (max_gen << GEN_SHIFT) | SEALED | (MAX_WRITERS << WRITERS_SHIFT) | MAX_BUFFER_BYTES,
+        );
+        assert_eq!(s.generation(), max_gen);
+        assert!(s.is_sealed() && !s.is_installing());
+        assert_eq!(s.writers(), MAX_WRITERS);
+        assert_eq!(u64::from(s.offset()), MAX_BUFFER_BYTES);
+        let full = Snapshot::fresh(max_gen, 1 << 30);
+        assert_eq!(full.offset(), 1 << 30, "offset of a full 1 GiB buffer");
+        assert_eq!(full.generation(), max_gen);
     }
 }
 
@@ -458,9 +551,9 @@ mod loom_models {
                 thread::spawn(move || {
                     // Seal and, if nobody holds a slot, recycle: back to offset 0, writers 0.
                     m.seal();
-                    let old = m.word.load();
-                    if old.is_handoff() {
-                        m.word.install(Snapshot::fresh(old.next_generation(), 0));
+                    if m.word.load().is_handoff() {
+                        let gen = m.word.begin_install();
+                        m.word.install(Snapshot::fresh(gen, 0));
                     }
                 })
             };
