@@ -72,11 +72,19 @@ impl Location {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use logstore::Lsn;
+
+    /// A well-formed pointer (LSN and offset agree within a segment).
+    fn ptr(offset: u64, len: u32) -> DiskPtr {
+        let mut b = [0u8; DiskPtr::ENCODED_LEN];
+        b[0..8].copy_from_slice(&(offset + (1 << 50)).to_le_bytes());
+        b[8..16].copy_from_slice(&offset.to_le_bytes());
+        b[16..20].copy_from_slice(&len.to_le_bytes());
+        DiskPtr::from_bytes(&b).unwrap()
+    }
 
     #[test]
     fn roundtrips_offset_and_length() {
-        let ptr = DiskPtr::from_parts(Lsn(99), (1 << 40) - 1, (1 << 22) - 1, None);
+        let ptr = ptr((1 << 40) - 1, (1 << 22) - 1);
         let loc = Location::of(&ptr).unwrap();
         assert_eq!(loc.file_offset(), (1 << 40) - 1);
         assert_eq!(loc.record_len(), (1 << 22) - 1);
@@ -86,7 +94,7 @@ mod tests {
 
     #[test]
     fn rejects_offsets_past_the_limit_and_malformed_words() {
-        let ptr = DiskPtr::from_parts(Lsn(1), 1 << 40, 30, None);
+        let ptr = ptr(1 << 40, 30);
         assert!(matches!(
             Location::of(&ptr),
             Err(Error::DatabaseTooLarge { .. })
