@@ -2,10 +2,12 @@
 //! file system it sits on, measured in the same run, in the same directory.
 //!
 //! - Append: N records of 64 B, 1 KiB and 16 KiB from 1 and 2 threads, then one `flush()`;
-//!   baseline: the same bytes written with `write_all` in 1 MiB chunks, then one `fdatasync`
-//!   (the file system's sequential bandwidth).
+//!   once with `append` (copies the body) and once with `reserve` + filling `body_mut` in place
+//!   (the zero-copy path the upper layer uses); baseline: the same bytes written with
+//!   `write_all` in 1 MiB chunks, then one `fdatasync` (the file system's sequential bandwidth).
 //! - Group commit: each thread loops `append(128 B)` + `make_stable(lsn)`; baseline: each thread
-//!   loops `pwrite(128 B)` + `fdatasync` (one sync per record).
+//!   loops `pwrite(128 B)` + `fdatasync` (one sync per record). Commits per fsync are summed
+//!   over every run of the case.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -24,12 +26,34 @@ use crate::report::Row;
 pub struct LogConfig {
     pub dir: PathBuf,
     pub threads: Vec<usize>,
+    /// Which cases to run.
+    pub cases: Vec<LogCase>,
+    /// Record sizes of the append case.
+    pub records: Vec<usize>,
     /// Bytes appended per append case (split over the threads).
     pub append_bytes: u64,
     /// Commits per thread in the group-commit case.
     pub commits_per_thread: u64,
     /// Runs per case (alternating ours and the baseline); the median is reported.
     pub repeats: usize,
+}
+
+/// A case of the log suite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogCase {
+    /// Append throughput (no sync until the end).
+    Append,
+    /// Durable group commit.
+    Commit,
+}
+
+/// How the append case fills records.
+#[derive(Clone, Copy, Debug)]
+enum Fill {
+    /// `Log::append`: reserve, copy the caller's body, complete.
+    Copy,
+    /// `reserve` + fill `body_mut` in place + `complete`.
+    InPlace,
 }
 
 /// The median of `repeats` timings of `run`.
@@ -54,7 +78,7 @@ fn open_log(dir: &Path) -> Log {
     log
 }
 
-fn log_append(dir: &Path, record: usize, count: u64, threads: usize) -> Duration {
+fn log_append(dir: &Path, record: usize, count: u64, threads: usize, fill: Fill) -> Duration {
     let log = open_log(dir);
     let body = vec![0xa5u8; record];
     let start = Instant::now();
@@ -62,7 +86,16 @@ fn log_append(dir: &Path, record: usize, count: u64, threads: usize) -> Duration
         for _ in 0..threads {
             s.spawn(|| {
                 for _ in 0..count / threads as u64 {
-                    log.append(&body).expect("append");
+                    match fill {
+                        Fill::Copy => {
+                            log.append(&body).expect("append");
+                        }
+                        Fill::InPlace => {
+                            let mut r = log.reserve(record).expect("reserve");
+                            r.body_mut().fill(0xa5);
+                            r.complete().expect("complete");
+                        }
+                    }
                 }
             });
         }
@@ -86,17 +119,36 @@ fn raw_append(dir: &Path, total: u64) -> Duration {
 }
 
 fn append_rows(cfg: &LogConfig, rows: &mut Vec<Row>) {
-    for record in [64usize, 1024, 16 << 10] {
+    for &record in &cfg.records {
         let count = cfg.append_bytes / record as u64;
         for &threads in &cfg.threads {
             let case = format!("append {record} B x {count}, {threads} thr, +1 flush");
             let log_time = median_time(cfg.repeats, || {
-                log_append(&fresh_dir(&cfg.dir, "log"), record, count, threads)
+                log_append(
+                    &fresh_dir(&cfg.dir, "log"),
+                    record,
+                    count,
+                    threads,
+                    Fill::Copy,
+                )
+            });
+            let in_place_time = median_time(cfg.repeats, || {
+                log_append(
+                    &fresh_dir(&cfg.dir, "log"),
+                    record,
+                    count,
+                    threads,
+                    Fill::InPlace,
+                )
             });
             let raw_time = median_time(cfg.repeats, || {
                 raw_append(&fresh_dir(&cfg.dir, "raw"), count * record as u64)
             });
-            for (engine, time) in [("logstore", log_time), ("raw write_all 1 MiB", raw_time)] {
+            for (engine, time) in [
+                ("logstore", log_time),
+                ("logstore reserve+fill in place", in_place_time),
+                ("raw write_all 1 MiB", raw_time),
+            ] {
                 let mb_s = (count * record as u64) as f64 / time.as_secs_f64() / 1e6;
                 rows.push(Row {
                     suite: "log",
@@ -159,10 +211,11 @@ fn commit_rows(cfg: &LogConfig, rows: &mut Vec<Row>) {
     for &threads in &cfg.threads {
         let n = cfg.commits_per_thread;
         let case = format!("durable commit 128 B, {threads} thr x {n}");
-        let mut syncs = 0;
+        let (mut syncs, mut runs) = (0, 0);
         let log_time = median_time(cfg.repeats, || {
             let (time, synced) = log_commits(&fresh_dir(&cfg.dir, "log"), n, threads);
-            syncs = synced;
+            syncs += synced;
+            runs += 1;
             time
         });
         let raw_time = median_time(cfg.repeats, || {
@@ -181,7 +234,8 @@ fn commit_rows(cfg: &LogConfig, rows: &mut Vec<Row>) {
                     "{:.0} us/commit per thread{}",
                     time.as_secs_f64() * 1e6 / n as f64,
                     if engine == "logstore" {
-                        format!(", {:.2} commits per fsync", commits / syncs.max(1) as f64)
+                        let all = commits * f64::from(runs);
+                        format!(", {:.2} commits per fsync", all / syncs.max(1) as f64)
                     } else {
                         String::new()
                     }
@@ -194,10 +248,14 @@ fn commit_rows(cfg: &LogConfig, rows: &mut Vec<Row>) {
 /// Runs the suite and returns its rows.
 pub fn run(cfg: &LogConfig, mut progress: impl FnMut(&str)) -> Vec<Row> {
     let mut rows = Vec::new();
-    progress("log: append throughput");
-    append_rows(cfg, &mut rows);
-    progress("log: durable group commit");
-    commit_rows(cfg, &mut rows);
+    if cfg.cases.contains(&LogCase::Append) {
+        progress("log: append throughput");
+        append_rows(cfg, &mut rows);
+    }
+    if cfg.cases.contains(&LogCase::Commit) {
+        progress("log: durable group commit");
+        commit_rows(cfg, &mut rows);
+    }
     let _ = std::fs::remove_dir_all(&cfg.dir);
     rows
 }

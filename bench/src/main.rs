@@ -26,6 +26,14 @@ enum Suite {
     Log,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogCaseArg {
+    /// Append throughput, no sync until the end.
+    Append,
+    /// Durable group commit (`append` + `make_stable` per record).
+    Commit,
+}
+
 /// bwtree's benchmark suite: every figure measured in this run, beside its baselines.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -39,6 +47,12 @@ struct Cli {
     /// Threads to measure with (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     threads: Vec<usize>,
+    /// Log suite: cases to run (comma-separated; default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    log_case: Vec<LogCaseArg>,
+    /// Log suite: record sizes of the append case in bytes (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "64,1024,16384")]
+    log_records: Vec<usize>,
     /// Seed of every generated key stream.
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
@@ -71,6 +85,18 @@ fn main() -> ExitCode {
                 let cfg = log_suite::LogConfig {
                     dir: cli.out.join("scratch"),
                     threads: cli.threads.clone(),
+                    cases: if cli.log_case.is_empty() {
+                        vec![log_suite::LogCase::Append, log_suite::LogCase::Commit]
+                    } else {
+                        cli.log_case
+                            .iter()
+                            .map(|c| match c {
+                                LogCaseArg::Append => log_suite::LogCase::Append,
+                                LogCaseArg::Commit => log_suite::LogCase::Commit,
+                            })
+                            .collect()
+                    },
+                    records: cli.log_records.clone(),
                     append_bytes: if cli.full { 1 << 30 } else { 256 << 20 },
                     commits_per_thread: if cli.full { 5000 } else { 1000 },
                     repeats: if cli.full { 5 } else { 3 },

@@ -15,7 +15,7 @@ use crate::blob;
 use crate::buffer::Status;
 use crate::error::{Error, Result};
 use crate::format::SEGMENT_HEADER_LEN;
-use crate::shared::{lock, wait, Shared};
+use crate::shared::{lock, wait, Shared, Stable};
 use crate::stats::bump;
 use crate::sync::Ordering;
 
@@ -59,12 +59,15 @@ fn write_batch(sh: &Shared, batch: &[usize]) {
         // SAFETY: the buffer was handed off (sealed, no writers) and is not marked free yet, so
         // nobody writes any of its bytes until the status store below.
         let bytes = unsafe { buf.mem.slice(0, end as usize) };
-        if let Err(e) = sh.file.write_all_at(bytes, inc.file_offset) {
-            sh.fail("write buffer", &sh.data_path, e);
-            return;
+        // An empty buffer (none is sealed today, see `note_written`) has nothing to write.
+        if end > 0 {
+            if let Err(e) = sh.file.write_all_at(bytes, inc.file_offset) {
+                sh.fail("write buffer", &sh.data_path, e);
+                return;
+            }
+            bump(&sh.counters.buffers_written, 1);
+            bump(&sh.counters.bytes_written, u64::from(end));
         }
-        bump(&sh.counters.buffers_written, 1);
-        bump(&sh.counters.bytes_written, u64::from(end));
         // Relaxed: every completer's fetch_add happened before its writer_done (AcqRel), which
         // happened before this hand-off.
         let live = buf.live.load(Ordering::Relaxed);
@@ -77,16 +80,41 @@ fn write_batch(sh: &Shared, batch: &[usize]) {
         }
         *lock(&buf.status) = Status::Free;
         let mut st = lock(&sh.stable);
-        let start = inc.base_lsn;
-        st.written.insert(start, start + u64::from(end));
-        while let Some(e) = {
-            let we = st.written_end;
-            st.written.remove(&we)
-        } {
-            st.written_end = e;
-        }
+        note_written(&mut st, inc.base_lsn, inc.base_lsn + u64::from(end));
         drop(st);
         sh.stable_cv.notify_all();
+    }
+}
+
+/// Records that LSNs `[start, end)` are in the file and advances `written_end` over the
+/// contiguous prefix.
+///
+/// Empty ranges are skipped, not inserted. The next buffer continues at the sealed end, so an
+/// empty range shares its start with the next buffer's range; buffers are written in any order,
+/// so inserting the empty one after the other would replace it in the map (same key), and
+/// `written_end` would stop at `start` forever: every durability waiter past it would hang.
+/// No buffer is sealed empty today (`seal_for` skips empty buffers; a full seal holds at least
+/// the segment header or a padding record), so this is a guard for the protocol's next change.
+fn note_written(st: &mut Stable, start: u64, end: u64) {
+    assert!(start <= end, "written range [{start}, {end}) is reversed");
+    if start == end {
+        return;
+    }
+    assert!(
+        start >= st.written_end,
+        "range [{start}, {end}) written again below written_end {}",
+        st.written_end
+    );
+    let earlier = st.written.insert(start, end);
+    assert!(
+        earlier.is_none(),
+        "two written ranges start at {start}: [{start}, {end}) and [{start}, {earlier:?})"
+    );
+    while let Some(e) = {
+        let we = st.written_end;
+        st.written.remove(&we)
+    } {
+        st.written_end = e;
     }
 }
 
@@ -245,5 +273,58 @@ pub(crate) fn flusher_loop(sh: Arc<Shared>, every: Duration) {
             return; // poisoned: every later call reports it.
         }
         next = Instant::now() + every;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stable_at(lsn: u64) -> Stable {
+        Stable {
+            written_end: lsn,
+            durable: lsn,
+            ..Stable::default()
+        }
+    }
+
+    #[test]
+    fn out_of_order_ranges_join_the_prefix() {
+        let mut st = stable_at(100);
+        note_written(&mut st, 300, 400);
+        note_written(&mut st, 200, 300);
+        assert_eq!(st.written_end, 100, "a hole at [100, 200) stops the prefix");
+        note_written(&mut st, 100, 200);
+        assert_eq!(st.written_end, 400);
+        assert!(st.written.is_empty());
+    }
+
+    /// N3: an empty range noted after the non-empty range with the same start (the buffer after
+    /// an empty one continues at its end) used to replace it in the map, so `written_end`
+    /// stopped at that start forever.
+    #[test]
+    fn empty_range_does_not_hide_the_range_starting_at_its_end() {
+        let mut st = stable_at(0);
+        note_written(&mut st, 200, 300); // the next buffer, written first
+        note_written(&mut st, 200, 200); // the empty one
+        note_written(&mut st, 0, 200);
+        assert_eq!(st.written_end, 300);
+        assert!(st.written.is_empty());
+    }
+
+    #[test]
+    fn empty_range_at_the_prefix_end_is_a_no_op() {
+        let mut st = stable_at(64);
+        note_written(&mut st, 64, 64);
+        assert_eq!(st.written_end, 64);
+        assert!(st.written.is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "two written ranges start at")]
+    fn the_same_start_twice_is_a_broken_invariant() {
+        let mut st = stable_at(0);
+        note_written(&mut st, 100, 200);
+        note_written(&mut st, 100, 150);
     }
 }
