@@ -8,6 +8,10 @@
 //! new tail short of those old bytes, the next recovery would resume into them, and they carry
 //! exactly the LSNs they would validate at. So the rest of the tail segment is zeroed and every
 //! segment beyond it loses its header, and that is synced before any new write.
+//!
+//! Why the tail segment is then closed with padding rather than appended to: a pointer to a cut
+//! record may outlive the crash, and new records in the same incarnation would land on its
+//! LSN, offset and salt. New records start a new segment, with a new salt that pointers carry.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::format::decode::{
     check_record_crc, decode_blob_pointer, decode_record_header, decode_segment_header,
 };
+use crate::format::encode::encode_padding_header;
 use crate::format::{RecordKind, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::io::{Storage, StorageFile};
 use crate::segments::{SegmentState, SegmentTable};
@@ -39,10 +44,9 @@ pub struct RecoveredRecord {
 #[derive(Debug)]
 pub(crate) struct Scan {
     pub records: Vec<RecoveredRecord>,
-    /// The LSN the next record gets.
+    /// The LSN the next record gets: always a segment boundary (a segment the scan stopped
+    /// inside is padded to its end).
     pub tail: u64,
-    /// The segment holding `tail` if `tail` is inside a segment (not at a boundary).
-    pub tail_segment: Option<(SegmentId, u32)>,
     pub table: SegmentTable,
 }
 
@@ -127,6 +131,7 @@ fn scan_segment(
             lsn: Lsn(lsn),
             offset,
             len: total as u32,
+            salt: f.salt,
             blob: 0,
         };
         match h.kind {
@@ -185,6 +190,8 @@ pub(crate) fn recover(
         table.restore(
             f.id,
             f.lsn,
+            f.salt,
+            f.lsn + seg,
             SegmentState::Sealed,
             (seg - SEGMENT_HEADER_LEN as u64) as i64,
         );
@@ -192,7 +199,6 @@ pub(crate) fn recover(
     // If nothing at or after the start scans valid, new records begin at the first segment
     // boundary at or after `from` (segments before it were kept above).
     let mut tail = from.0.div_ceil(seg) * seg;
-    let mut tail_segment = None;
     // The scan must begin with the start segment itself: buffers are written out of order, so
     // a later segment may be on disk while the start segment's header never got there, and
     // resuming at the later one would skip a hole (not a prefix). A missing start segment ends
@@ -214,14 +220,18 @@ pub(crate) fn recover(
             // About to destroy everything after `end`: make sure the bytes were not a transient
             // read error (a flipped bit on the way) rather than what the disk holds.
             confirm_read(file.as_ref(), data_path, &bytes, f.id.0 * seg)?;
-            table.restore(f.id, f.lsn, SegmentState::Active, live);
-            tail = f.lsn + end as u64;
-            tail_segment = Some((f.id, f.salt));
             invalidate_tail(file.as_ref(), data_path, &bytes, f.id.0 * seg, end)?;
+            // The segment is closed here: new records go to a new segment (new salt). If they
+            // continued at `end` in this incarnation, a pointer to a cut record (same LSN,
+            // same salt) would validate against whatever new record landed on its LSN.
+            pad_to_segment_end(file.as_ref(), data_path, f, end, seg)?;
+            let records_end = f.lsn + end as u64;
+            table.restore(f.id, f.lsn, f.salt, records_end, SegmentState::Sealed, live);
+            tail = f.lsn + seg;
             idx += 1;
             break;
         }
-        table.restore(f.id, f.lsn, SegmentState::Sealed, live);
+        table.restore(f.id, f.lsn, f.salt, f.lsn + seg, SegmentState::Sealed, live);
         tail = f.lsn + seg;
         expected = Some(f.lsn + seg);
         idx += 1;
@@ -254,9 +264,29 @@ pub(crate) fn recover(
     Ok(Scan {
         records,
         tail,
-        tail_segment,
         table,
     })
+}
+
+/// Closes the tail segment at `end` (its rest already zeroed): a Padding record from `end` to
+/// the segment's end, so the next recovery steps over the rest into the following segment. If
+/// fewer than a record header's bytes remain, their zeroes already say "nothing here".
+fn pad_to_segment_end(
+    file: &dyn StorageFile,
+    path: &Path,
+    f: &Found,
+    end: usize,
+    seg: u64,
+) -> Result<()> {
+    let rest = seg as usize - end;
+    if rest < RECORD_HEADER_LEN {
+        return Ok(());
+    }
+    let mut padding = [0u8; RECORD_HEADER_LEN];
+    let body_len = (rest - RECORD_HEADER_LEN) as u32;
+    encode_padding_header(&mut padding, body_len, f.lsn + end as u64, f.salt);
+    file.write_all_at(&padding, f.id.0 * seg + end as u64)
+        .map_err(|e| Error::io("pad recovered tail segment", path, e))
 }
 
 /// Zeroes `[end, segment end)` of the tail segment unless it already reads as zeroes.

@@ -44,6 +44,12 @@ pub struct SegmentStats {
 struct Slot {
     state: SegmentState,
     lsn: Option<u64>,
+    /// Low 32 bits of the incarnation's salt (what its records and pointers carry).
+    salt: u32,
+    /// No record of this incarnation ends above this LSN: the segment's end, or for the
+    /// segment recovery stopped in, where it stopped (the rest is padding; pointers past it
+    /// name records of the cut tail).
+    records_end: u64,
     /// Signed: a record may be marked dead before its buffer's bytes were counted in.
     live: i64,
     /// Installed buffers of this segment not yet written out.
@@ -57,6 +63,8 @@ impl Slot {
     const FREE: Slot = Slot {
         state: SegmentState::Free,
         lsn: None,
+        salt: 0,
+        records_end: 0,
         live: 0,
         in_flight: 0,
         drain_lsn: 0,
@@ -86,17 +94,32 @@ impl SegmentTable {
         }
     }
 
-    /// Recovery: slot `id` holds the range starting at `lsn` with `live` bytes.
-    pub(crate) fn restore(&mut self, id: SegmentId, lsn: u64, state: SegmentState, live: i64) {
+    /// Recovery: slot `id` holds the range starting at `lsn` (incarnation `salt`) with `live`
+    /// bytes in records that end at or below `records_end`.
+    pub(crate) fn restore(
+        &mut self,
+        id: SegmentId,
+        lsn: u64,
+        salt: u32,
+        records_end: u64,
+        state: SegmentState,
+        live: i64,
+    ) {
         let slot = &mut self.slots[id.0 as usize];
         assert_eq!(
             slot.state,
             SegmentState::Free,
             "segment {id:?} restored twice"
         );
+        assert!(
+            (lsn..=lsn + self.segment_size).contains(&records_end),
+            "records end {records_end} outside segment {lsn}"
+        );
         *slot = Slot {
             state,
             lsn: Some(lsn),
+            salt,
+            records_end,
             live,
             ..Slot::FREE
         };
@@ -104,9 +127,9 @@ impl SegmentTable {
         assert!(prev.is_none(), "two segments restored at LSN {lsn}");
     }
 
-    /// Picks a free slot for the range starting at `lsn` and marks it Active. Returns the slot
-    /// and, if the file must grow first, its new length in bytes.
-    pub(crate) fn allocate(&mut self, lsn: u64) -> (SegmentId, Option<u64>) {
+    /// Picks a free slot for the range starting at `lsn` (incarnation `salt`) and marks it
+    /// Active. Returns the slot and, if the file must grow first, its new length in bytes.
+    pub(crate) fn allocate(&mut self, lsn: u64, salt: u32) -> (SegmentId, Option<u64>) {
         assert_eq!(lsn % self.segment_size, 0, "segment LSN {lsn} not aligned");
         let mut grow = None;
         let idx = match self
@@ -129,6 +152,8 @@ impl SegmentTable {
         self.slots[idx] = Slot {
             state: SegmentState::Active,
             lsn: Some(lsn),
+            salt,
+            records_end: lsn + self.segment_size,
             ..Slot::FREE
         };
         let prev = self.by_lsn.insert(lsn, id);
@@ -180,6 +205,17 @@ impl SegmentTable {
         if slot.lsn != Some(seg_lsn) || slot.state == SegmentState::Free {
             return Err(format!("{ptr:?}: segment {id:?} now holds {:?}", slot.lsn));
         }
+        if slot.salt != ptr.salt {
+            return Err(format!(
+                "{ptr:?}: segment {id:?} holds another incarnation of its LSNs (tail cut by \
+                 recovery)"
+            ));
+        }
+        if ptr.lsn.0.saturating_add(u64::from(ptr.len)) > slot.records_end {
+            return Err(format!(
+                "{ptr:?}: past the records of segment {id:?} (tail cut by recovery)"
+            ));
+        }
         slot.live -= i64::from(ptr.len);
         if slot.in_flight == 0 {
             assert!(
@@ -207,7 +243,12 @@ impl SegmentTable {
             let id = ptr.segment(self.segment_size);
             let seg_lsn = ptr.lsn.0 - ptr.lsn.0 % self.segment_size;
             match self.slots.get(id.0 as usize) {
-                Some(s) if resettable(s) && s.lsn == Some(seg_lsn) => {
+                Some(s)
+                    if resettable(s)
+                        && s.lsn == Some(seg_lsn)
+                        && s.salt == ptr.salt
+                        && ptr.lsn.0.saturating_add(u64::from(ptr.len)) <= s.records_end =>
+                {
                     counts[id.0 as usize] += i64::from(ptr.len);
                     counted += 1;
                 }
@@ -305,17 +346,17 @@ mod tests {
     #[test]
     fn growth_is_geometric_then_reuses_free_slots() {
         let mut t = SegmentTable::new(4096, 0, Lsn(u64::MAX));
-        assert_eq!(t.allocate(0), (SegmentId(0), Some(4096)));
-        assert_eq!(t.allocate(4096), (SegmentId(1), Some(8192)));
-        assert_eq!(t.allocate(8192), (SegmentId(2), Some(16384)));
-        assert_eq!(t.allocate(3 * 4096), (SegmentId(3), None));
-        assert_eq!(t.allocate(4 * 4096).1, Some(32768));
+        assert_eq!(t.allocate(0, 7), (SegmentId(0), Some(4096)));
+        assert_eq!(t.allocate(4096, 7), (SegmentId(1), Some(8192)));
+        assert_eq!(t.allocate(8192, 7), (SegmentId(2), Some(16384)));
+        assert_eq!(t.allocate(3 * 4096, 7), (SegmentId(3), None));
+        assert_eq!(t.allocate(4 * 4096, 7).1, Some(32768));
     }
 
     #[test]
     fn drain_then_reclaim_then_reuse() {
         let mut t = SegmentTable::new(4096, 0, Lsn(u64::MAX));
-        let (a, _) = t.allocate(0);
+        let (a, _) = t.allocate(0, 7);
         t.buffer_installed(a);
         t.buffer_written(a, 100, 50);
         t.seal(a, 200);
@@ -324,6 +365,7 @@ mod tests {
             lsn: Lsn(32),
             offset: 32,
             len: 100,
+            salt: 7,
             blob: 0,
         };
         t.mark_dead(&ptr, 300).unwrap();
@@ -332,7 +374,7 @@ mod tests {
         assert_eq!(t.take_reclaimable(300), vec![a]);
         assert!(t.take_reclaimable(300).is_empty(), "returned once");
         t.free(a);
-        assert_eq!(t.allocate(8192), (a, None));
+        assert_eq!(t.allocate(8192, 7), (a, None));
         assert!(
             t.mark_dead(&ptr, 400).is_err(),
             "pointer into a reused segment is stale"
@@ -342,8 +384,8 @@ mod tests {
     #[test]
     fn free_tail_is_truncated_only_when_at_least_half_the_file() {
         let mut t2 = SegmentTable::new(4096, 8, Lsn(u64::MAX));
-        t2.restore(SegmentId(0), 0, SegmentState::Sealed, 10);
-        t2.restore(SegmentId(1), 4096, SegmentState::Active, 0);
+        t2.restore(SegmentId(0), 0, 1, 4096, SegmentState::Sealed, 10);
+        t2.restore(SegmentId(1), 4096, 1, 8192, SegmentState::Active, 0);
         assert_eq!(
             t2.shrink_target(),
             Some(2 * 4096),
@@ -352,7 +394,7 @@ mod tests {
         assert_eq!(t2.stats().len(), 2);
         assert_eq!(t2.shrink_target(), None);
         let mut t3 = SegmentTable::new(4096, 8, Lsn(u64::MAX));
-        t3.restore(SegmentId(4), 0, SegmentState::Active, 0);
+        t3.restore(SegmentId(4), 0, 1, 4096, SegmentState::Active, 0);
         assert_eq!(
             t3.shrink_target(),
             None,
@@ -363,7 +405,7 @@ mod tests {
     #[test]
     fn horizon_blocks_reuse() {
         let mut t = SegmentTable::new(4096, 0, Lsn(0));
-        let (a, _) = t.allocate(0);
+        let (a, _) = t.allocate(0, 7);
         t.seal(a, 10);
         assert!(t.take_reclaimable(u64::MAX).is_empty());
         t.set_reuse_horizon(Lsn(4096));
