@@ -363,7 +363,15 @@ impl Shared {
                 table.seal(p, base);
             }
             let salt = self.salts.next();
-            let (id, grow) = table.allocate(base, salt as u32);
+            let (id, grow) = match table.allocate(base, salt as u32) {
+                Ok(allocated) => allocated,
+                Err(why) => {
+                    drop(table);
+                    // The rotation cannot go on: everyone waiting for it must hear why.
+                    self.poison(why.clone());
+                    return Err(Error::Config(why));
+                }
+            };
             if let Some(len) = grow {
                 // Growth is geometric, so this sync is rare; it keeps "after flush nothing is
                 // unsynced" literally true (the size change need not wait for the next data).

@@ -6,6 +6,11 @@ use std::fmt;
 use crate::error::{Error, Result};
 use crate::format::{BLOB_POINTER_BODY_LEN, RECORD_HEADER_LEN};
 
+/// No LSN the log hands out reaches this (it would take 4 EiB of records). LSNs read from disk
+/// (segment headers) or given as input (the recovery start) above it are rejected, so adding a
+/// segment size (at most 1 GiB) to any accepted LSN cannot overflow.
+pub(crate) const MAX_LSN: u64 = 1 << 62;
+
 /// The smallest segment size a log can have (`Config::segment_size_bytes`).
 pub(crate) const MIN_SEGMENT_BYTES: u64 = 4 << 10;
 /// The largest record length (header + inline body) any buffer can hold.

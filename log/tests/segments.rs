@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use logstore::io::{SimStorage, Storage};
-use logstore::{Config, DiskPtr, Log, Lsn, SegmentState, DATA_FILE};
+use logstore::{Config, DiskPtr, Error, Log, Lsn, SegmentState, DATA_FILE};
 
 /// The smallest legal segments with 1 KiB buffers: segment switches and reuse on every test.
 fn four_kib_segments() -> Config {
@@ -277,4 +277,27 @@ fn free_tail_slots_are_truncated() {
     let horizon = ptrs[0].lsn();
     let (_log, recs) = Log::open(cfg, Arc::new(sim), horizon).unwrap();
     assert_eq!(recs.len(), 1);
+}
+
+/// `mark_dead` is caller input: marking a record dead twice is an error, whether its buffer is
+/// still in flight or written out (it used to be an assertion failure once written, with the
+/// segment table's mutex poisoned for every later call).
+#[test]
+fn marking_a_record_dead_twice_is_an_error() {
+    let sim = SimStorage::new();
+    let (log, _) = open_sim(&sim, &four_kib_segments());
+    let (_, a) = log.append(b"in flight").unwrap();
+    let (_, b) = log.append(b"written").unwrap();
+    log.mark_dead(a).unwrap();
+    assert!(matches!(log.mark_dead(a), Err(Error::StalePointer(_))));
+    log.flush().unwrap();
+    let live = |log: &Log| log.segment_stats()[0].live_bytes;
+    let before = live(&log);
+    log.mark_dead(b).unwrap();
+    assert_eq!(live(&log), before - i64::from(b.record_len()));
+    assert!(matches!(log.mark_dead(b), Err(Error::StalePointer(_))));
+    assert!(matches!(log.mark_dead(a), Err(Error::StalePointer(_))));
+    assert_eq!(live(&log), before - i64::from(b.record_len()));
+    log.append(b"still works").unwrap();
+    log.flush().unwrap();
 }
