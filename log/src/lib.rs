@@ -33,9 +33,10 @@
 //!    and CRC checked, and buffer memory copied only once the buffer is handed off (sealed, no
 //!    holders); a read into the buffer being filled seals it and waits for that.
 //!
-//! Every segment incarnation has a random salt that its records carry, so bytes left in a
-//! reused slot never validate, even when recovery re-issues the same LSNs after cutting a torn
-//! tail.
+//! Every segment incarnation has a random salt that its records and [`DiskPtr`]s carry, so bytes
+//! left in a reused slot never validate, and a pointer to a record of a cut tail never reads
+//! the record that later got its LSN (recovery closes the segment it stopped in, so new records
+//! start a new incarnation).
 //!
 //! ## Not built
 //! Reads use `pread` only (no memory maps; the mapping-lifetime machinery DESIGN.md asks for

@@ -40,7 +40,8 @@ impl Log {
     /// `Lsn(0)`), and returns it with every valid record at or after `from` in LSN order.
     ///
     /// Recovery stops at the first torn or invalid record; that tail is made unreadable (and
-    /// synced) before this returns, so new records continue right after the last valid one.
+    /// synced) before this returns. The segment it stopped in is closed (padded to its end), so
+    /// new records start a new segment and pointers to cut records stay stale.
     /// Segments may be reused only once their LSN range is below `from` (see
     /// [`Log::set_reuse_horizon`]).
     pub fn open(
@@ -94,7 +95,8 @@ impl Log {
             past_epoch: Arc::new(Mutex::new(Vec::new())),
             blobs_to_remove: Arc::new(Mutex::new(Vec::new())),
         });
-        shared.install(0, scan.tail, scan.tail_segment)?;
+        // Recovery always ends at a segment boundary: new records start a new segment.
+        shared.install(0, scan.tail, None)?;
         // The first segment may have grown the file: leave open with nothing unsynced.
         shared
             .file
@@ -213,10 +215,13 @@ impl Log {
                 rec
             }
         };
-        // The salt is not checked: a pointer handed out by this log names a record of the
-        // current incarnation, and the LSN check catches a reused slot.
-        let h = decode_record_header(&rec, ptr.lsn.0, None).map_err(|e| {
-            Error::StalePointer(format!("{ptr:?}: {} (segment reused, or corrupted)", e.0))
+        // LSN and salt: a reused slot has other LSNs there, or the same LSNs in another
+        // incarnation (LSNs after a cut tail are handed out again, with a new salt).
+        let h = decode_record_header(&rec, ptr.lsn.0, Some(ptr.salt)).map_err(|e| {
+            Error::StalePointer(format!(
+                "{ptr:?}: {} (segment reused, tail cut by recovery, or corrupted)",
+                e.0
+            ))
         })?;
         if RECORD_HEADER_LEN + h.body_len as usize != len || h.kind == RecordKind::Padding {
             return Err(Error::StalePointer(format!(

@@ -8,6 +8,10 @@
 //! new tail short of those old bytes, the next recovery would resume into them, and they carry
 //! exactly the LSNs they would validate at. So the rest of the tail segment is zeroed and every
 //! segment beyond it loses its header, and that is synced before any new write.
+//!
+//! Why the tail segment is then closed with padding rather than appended to: a pointer to a cut
+//! record may outlive the crash, and new records in the same incarnation would land on its
+//! LSN, offset and salt. New records start a new segment, with a new salt that pointers carry.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,10 +23,11 @@ use crate::error::{Error, Result};
 use crate::format::decode::{
     check_record_crc, decode_blob_pointer, decode_record_header, decode_segment_header,
 };
+use crate::format::encode::encode_padding_header;
 use crate::format::{RecordKind, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::io::{Storage, StorageFile};
-use crate::segments::{SegmentState, SegmentTable};
-use crate::types::{DiskPtr, Lsn, SegmentId};
+use crate::segments::{SegmentState, SegmentTable, MAX_SLOTS};
+use crate::types::{DiskPtr, Lsn, SegmentId, MAX_LSN};
 
 /// One record returned by recovery, in LSN order.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -39,16 +44,18 @@ pub struct RecoveredRecord {
 #[derive(Debug)]
 pub(crate) struct Scan {
     pub records: Vec<RecoveredRecord>,
-    /// The LSN the next record gets.
+    /// The LSN the next record gets: always a segment boundary (a segment the scan stopped
+    /// inside is padded to its end).
     pub tail: u64,
-    /// The segment holding `tail` if `tail` is inside a segment (not at a boundary).
-    pub tail_segment: Option<(SegmentId, u32)>,
     pub table: SegmentTable,
 }
 
 struct Found {
     id: SegmentId,
     lsn: u64,
+    /// `lsn + segment size`, computed once with checked arithmetic; every other LSN derived
+    /// from the header (`lsn + pos` with `pos` inside the segment) is at most this.
+    end: u64,
     salt: u32,
 }
 
@@ -60,6 +67,18 @@ fn find_segments(cfg: &Config, file: &dyn StorageFile, path: &Path) -> Result<(u
         .len()
         .map_err(|e| Error::io("stat data file", path, e))?;
     let slots = len.div_ceil(seg);
+    // Growth never goes past MAX_SLOTS, so a longer file is not one this log wrote; checked
+    // before the table is sized from it (or every header in it read).
+    if slots > MAX_SLOTS {
+        return Err(Error::corruption(
+            format!(
+                "data file of {len} bytes has {slots} slots of {seg} bytes, more than the \
+                 {MAX_SLOTS} a log grows to"
+            ),
+            path,
+            0,
+        ));
+    }
     let mut found = Vec::new();
     let mut by_lsn = BTreeMap::new();
     for id in 0..slots {
@@ -81,6 +100,20 @@ fn find_segments(cfg: &Config, file: &dyn StorageFile, path: &Path) -> Result<(u
                 1u64 << hdr.segment_size_shift
             )));
         }
+        let end = hdr
+            .lsn
+            .checked_add(seg)
+            .filter(|&end| end <= MAX_LSN)
+            .ok_or_else(|| {
+                Error::corruption(
+                    format!(
+                        "segment header with LSN {} beyond any LSN the log hands out",
+                        hdr.lsn
+                    ),
+                    path,
+                    offset,
+                )
+            })?;
         if let Some(other) = by_lsn.insert(hdr.lsn, id) {
             return Err(Error::corruption(
                 format!("segments {other} and {id} both claim LSN {}", hdr.lsn),
@@ -91,6 +124,7 @@ fn find_segments(cfg: &Config, file: &dyn StorageFile, path: &Path) -> Result<(u
         found.push(Found {
             id: SegmentId(id),
             lsn: hdr.lsn,
+            end,
             // Records carry the low half (see `SEG_SALT_AT`).
             salt: hdr.salt as u32,
         });
@@ -127,6 +161,7 @@ fn scan_segment(
             lsn: Lsn(lsn),
             offset,
             len: total as u32,
+            salt: f.salt,
             blob: 0,
         };
         match h.kind {
@@ -169,6 +204,11 @@ pub(crate) fn recover(
     from: Lsn,
 ) -> Result<Scan> {
     let seg = cfg.segment_size_bytes;
+    if from.0 > MAX_LSN - seg {
+        return Err(Error::Config(format!(
+            "recovery start {from:?} is beyond any LSN the log hands out"
+        )));
+    }
     let (slots, found) = find_segments(cfg, file.as_ref(), data_path)?;
     let start_seg = from.0 - from.0 % seg;
     let mut table = SegmentTable::new(seg, slots, from);
@@ -185,6 +225,8 @@ pub(crate) fn recover(
         table.restore(
             f.id,
             f.lsn,
+            f.salt,
+            f.end,
             SegmentState::Sealed,
             (seg - SEGMENT_HEADER_LEN as u64) as i64,
         );
@@ -192,7 +234,6 @@ pub(crate) fn recover(
     // If nothing at or after the start scans valid, new records begin at the first segment
     // boundary at or after `from` (segments before it were kept above).
     let mut tail = from.0.div_ceil(seg) * seg;
-    let mut tail_segment = None;
     // The scan must begin with the start segment itself: buffers are written out of order, so
     // a later segment may be on disk while the start segment's header never got there, and
     // resuming at the later one would skip a hole (not a prefix). A missing start segment ends
@@ -214,16 +255,20 @@ pub(crate) fn recover(
             // About to destroy everything after `end`: make sure the bytes were not a transient
             // read error (a flipped bit on the way) rather than what the disk holds.
             confirm_read(file.as_ref(), data_path, &bytes, f.id.0 * seg)?;
-            table.restore(f.id, f.lsn, SegmentState::Active, live);
-            tail = f.lsn + end as u64;
-            tail_segment = Some((f.id, f.salt));
             invalidate_tail(file.as_ref(), data_path, &bytes, f.id.0 * seg, end)?;
+            // The segment is closed here: new records go to a new segment (new salt). If they
+            // continued at `end` in this incarnation, a pointer to a cut record (same LSN,
+            // same salt) would validate against whatever new record landed on its LSN.
+            pad_to_segment_end(file.as_ref(), data_path, f, end, seg)?;
+            let records_end = f.lsn + end as u64;
+            table.restore(f.id, f.lsn, f.salt, records_end, SegmentState::Sealed, live);
+            tail = f.end;
             idx += 1;
             break;
         }
-        table.restore(f.id, f.lsn, SegmentState::Sealed, live);
-        tail = f.lsn + seg;
-        expected = Some(f.lsn + seg);
+        table.restore(f.id, f.lsn, f.salt, f.end, SegmentState::Sealed, live);
+        tail = f.end;
+        expected = Some(f.end);
         idx += 1;
     }
     // Everything beyond the stop point loses its header: it is not part of the log.
@@ -254,9 +299,29 @@ pub(crate) fn recover(
     Ok(Scan {
         records,
         tail,
-        tail_segment,
         table,
     })
+}
+
+/// Closes the tail segment at `end` (its rest already zeroed): a Padding record from `end` to
+/// the segment's end, so the next recovery steps over the rest into the following segment. If
+/// fewer than a record header's bytes remain, their zeroes already say "nothing here".
+fn pad_to_segment_end(
+    file: &dyn StorageFile,
+    path: &Path,
+    f: &Found,
+    end: usize,
+    seg: u64,
+) -> Result<()> {
+    let rest = seg as usize - end;
+    if rest < RECORD_HEADER_LEN {
+        return Ok(());
+    }
+    let mut padding = [0u8; RECORD_HEADER_LEN];
+    let body_len = (rest - RECORD_HEADER_LEN) as u32;
+    encode_padding_header(&mut padding, body_len, f.lsn + end as u64, f.salt);
+    file.write_all_at(&padding, f.id.0 * seg + end as u64)
+        .map_err(|e| Error::io("pad recovered tail segment", path, e))
 }
 
 /// Zeroes `[end, segment end)` of the tail segment unless it already reads as zeroes.
@@ -336,4 +401,108 @@ fn remove_orphan_blobs(
             .map_err(|e| Error::io("fsync blob directory", &blob_dir, e))?;
     }
     Ok(())
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::io;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::format::encode::encode_segment_header;
+    use crate::io::SimStorage;
+    use crate::Log;
+
+    fn cfg() -> Config {
+        Config::small("/db")
+    }
+
+    /// A data file holding one segment at `lsn`, scanned to its end (a padding record fills it).
+    fn sim_with_segment_at(lsn: u64) -> SimStorage {
+        let cfg = cfg();
+        let seg = cfg.segment_size_bytes;
+        let sim = SimStorage::new();
+        sim.create_dir_all(&cfg.path).unwrap();
+        let file = sim
+            .open_file(&cfg.path.join(crate::DATA_FILE), true)
+            .unwrap();
+        let mut bytes = vec![0u8; seg as usize];
+        let salt = 0x0123_4567_89AB_CDEF;
+        encode_segment_header(&mut bytes, seg.trailing_zeros(), lsn, salt);
+        let mut pad = [0u8; RECORD_HEADER_LEN];
+        let body = (seg as usize - SEGMENT_HEADER_LEN - RECORD_HEADER_LEN) as u32;
+        encode_padding_header(&mut pad, body, lsn + SEGMENT_HEADER_LEN as u64, salt as u32);
+        bytes[SEGMENT_HEADER_LEN..SEGMENT_HEADER_LEN + RECORD_HEADER_LEN].copy_from_slice(&pad);
+        file.write_all_at(&bytes, 0).unwrap();
+        sim
+    }
+
+    /// Before: a header LSN near `u64::MAX` (valid CRC) made `lsn + segment size` overflow when
+    /// recovery scanned that segment to its end: a panic in debug builds.
+    #[test]
+    fn header_lsn_beyond_max_lsn_is_corruption() {
+        let seg = cfg().segment_size_bytes;
+        let huge = u64::MAX - (seg - 1);
+        let sim = sim_with_segment_at(huge);
+        match Log::open(cfg(), Arc::new(sim), Lsn(0)) {
+            Err(Error::Corruption { what, .. }) => assert!(what.contains("beyond"), "{what}"),
+            other => panic!("{other:?}"),
+        }
+        // Recovering from that segment itself: the start is out of range too.
+        let sim = sim_with_segment_at(huge);
+        let r = Log::open(cfg(), Arc::new(sim), Lsn(huge));
+        assert!(matches!(r, Err(Error::Config(_))), "{r:?}");
+        // Just below the bound is fine.
+        let sim = sim_with_segment_at(MAX_LSN - seg);
+        let (_log, recs) = Log::open(cfg(), Arc::new(sim), Lsn(MAX_LSN - seg)).unwrap();
+        assert!(recs.is_empty());
+    }
+
+    /// Before: `from.div_ceil(seg) * seg` overflowed (a panic in debug builds).
+    #[test]
+    fn recovery_start_beyond_max_lsn_is_a_config_error() {
+        for from in [u64::MAX, u64::MAX - 5, MAX_LSN] {
+            let r = Log::open(cfg(), Arc::new(SimStorage::new()), Lsn(from));
+            assert!(matches!(r, Err(Error::Config(_))), "{from}: {r:?}");
+        }
+    }
+
+    /// A file whose length claims 2^50 bytes of slots (sparse, or a lying device).
+    #[derive(Debug)]
+    struct HugeFile;
+
+    impl StorageFile for HugeFile {
+        fn read_at(&self, buf: &mut [u8], _offset: u64) -> io::Result<usize> {
+            buf.fill(0);
+            Ok(buf.len())
+        }
+        fn write_at(&self, _buf: &[u8], _offset: u64) -> io::Result<usize> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn sync_all(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn len(&self) -> io::Result<u64> {
+            Ok(1 << 50)
+        }
+        fn set_len(&self, _len: u64) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    /// Before: recovery read every one of the file's 2^37 slot headers and sized the table
+    /// from the length.
+    #[test]
+    fn slot_count_from_the_file_length_is_capped() {
+        let file: Arc<dyn StorageFile> = Arc::new(HugeFile);
+        let sim = SimStorage::new();
+        let r = recover(&cfg(), &sim, &file, Path::new("/db/log.dat"), Lsn(0));
+        match r {
+            Err(Error::Corruption { what, .. }) => assert!(what.contains("slots"), "{what}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -131,6 +131,7 @@ impl<'a> Reservation<'a> {
             lsn: Lsn(s.lsn),
             offset: s.file_offset,
             len: s.len,
+            salt: s.salt,
             blob: blob.unwrap_or(0),
         }
     }

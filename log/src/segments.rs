@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::types::{DiskPtr, Lsn, SegmentId};
 
 /// The state of a segment slot.
@@ -40,10 +41,16 @@ pub struct SegmentStats {
     pub live_bytes: i64,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Slot {
     state: SegmentState,
     lsn: Option<u64>,
+    /// Low 32 bits of the incarnation's salt (what its records and pointers carry).
+    salt: u32,
+    /// No record of this incarnation ends above this LSN: the segment's end, or for the
+    /// segment recovery stopped in, where it stopped (the rest is padding; pointers past it
+    /// name records of the cut tail).
+    records_end: u64,
     /// Signed: a record may be marked dead before its buffer's bytes were counted in.
     live: i64,
     /// Installed buffers of this segment not yet written out.
@@ -51,23 +58,38 @@ struct Slot {
     drain_lsn: u64,
     /// A deferred free is scheduled (Draining only).
     deferred: bool,
+    /// Records of this incarnation marked dead since open, one bit per possible record start
+    /// (in-segment offset / `RECORD_HEADER_LEN`: records are at least a header long, so two
+    /// never share a bit). Allocated on the first `mark_dead` in the slot: about 0.5% of the
+    /// segment size.
+    dead: Vec<u64>,
 }
 
 impl Slot {
     const FREE: Slot = Slot {
         state: SegmentState::Free,
         lsn: None,
+        salt: 0,
+        records_end: 0,
         live: 0,
         in_flight: 0,
         drain_lsn: 0,
         deferred: false,
+        dead: Vec::new(),
     };
 }
+
+/// The most slots a data file may have: bounds the table (tens of bytes per slot) whatever
+/// the file length says. `segment_size_bytes * MAX_SLOTS` is the largest log: 16 GiB with the
+/// smallest (4 KiB) segments, 32 TiB with the default 8 MiB ones.
+pub(crate) const MAX_SLOTS: u64 = 1 << 22;
 
 /// The table. See the module comment.
 #[derive(Debug)]
 pub(crate) struct SegmentTable {
     segment_size: u64,
+    /// `MAX_SLOTS`, lowered by tests.
+    max_slots: u64,
     slots: Vec<Slot>,
     by_lsn: BTreeMap<u64, SegmentId>,
     reuse_horizon: u64,
@@ -77,26 +99,44 @@ pub(crate) struct SegmentTable {
 const MAX_GROWTH_BYTES: u64 = 1 << 30;
 
 impl SegmentTable {
+    /// A table of `slots` free slots (at most [`MAX_SLOTS`], checked by the caller).
     pub(crate) fn new(segment_size: u64, slots: u64, reuse_horizon: Lsn) -> Self {
+        assert!(slots <= MAX_SLOTS, "{slots} slots exceed MAX_SLOTS");
         SegmentTable {
             segment_size,
+            max_slots: MAX_SLOTS,
             slots: vec![Slot::FREE; slots as usize],
             by_lsn: BTreeMap::new(),
             reuse_horizon: reuse_horizon.0,
         }
     }
 
-    /// Recovery: slot `id` holds the range starting at `lsn` with `live` bytes.
-    pub(crate) fn restore(&mut self, id: SegmentId, lsn: u64, state: SegmentState, live: i64) {
+    /// Recovery: slot `id` holds the range starting at `lsn` (incarnation `salt`) with `live`
+    /// bytes in records that end at or below `records_end`.
+    pub(crate) fn restore(
+        &mut self,
+        id: SegmentId,
+        lsn: u64,
+        salt: u32,
+        records_end: u64,
+        state: SegmentState,
+        live: i64,
+    ) {
         let slot = &mut self.slots[id.0 as usize];
         assert_eq!(
             slot.state,
             SegmentState::Free,
             "segment {id:?} restored twice"
         );
+        assert!(
+            (lsn..=lsn + self.segment_size).contains(&records_end),
+            "records end {records_end} outside segment {lsn}"
+        );
         *slot = Slot {
             state,
             lsn: Some(lsn),
+            salt,
+            records_end,
             live,
             ..Slot::FREE
         };
@@ -104,9 +144,14 @@ impl SegmentTable {
         assert!(prev.is_none(), "two segments restored at LSN {lsn}");
     }
 
-    /// Picks a free slot for the range starting at `lsn` and marks it Active. Returns the slot
-    /// and, if the file must grow first, its new length in bytes.
-    pub(crate) fn allocate(&mut self, lsn: u64) -> (SegmentId, Option<u64>) {
+    /// Picks a free slot for the range starting at `lsn` (incarnation `salt`) and marks it
+    /// Active. Returns the slot and, if the file must grow first, its new length in bytes; an
+    /// error if every slot is in use and the file already has [`MAX_SLOTS`].
+    pub(crate) fn allocate(
+        &mut self,
+        lsn: u64,
+        salt: u32,
+    ) -> Result<(SegmentId, Option<u64>), String> {
         assert_eq!(lsn % self.segment_size, 0, "segment LSN {lsn} not aligned");
         let mut grow = None;
         let idx = match self
@@ -117,9 +162,17 @@ impl SegmentTable {
             Some(i) => i,
             None => {
                 let old = self.slots.len() as u64;
+                if old >= self.max_slots {
+                    return Err(format!(
+                        "every one of the {old} segment slots of {} bytes is in use and the \
+                         data file may not grow further; free space (mark_dead, \
+                         set_reuse_horizon) or use a larger segment_size_bytes",
+                        self.segment_size
+                    ));
+                }
                 let old_bytes = old * self.segment_size;
                 let step = old_bytes.clamp(self.segment_size, MAX_GROWTH_BYTES);
-                let new = old + (step / self.segment_size).max(1);
+                let new = (old + (step / self.segment_size).max(1)).min(self.max_slots);
                 self.slots.resize(new as usize, Slot::FREE);
                 grow = Some(new * self.segment_size);
                 old as usize
@@ -129,11 +182,13 @@ impl SegmentTable {
         self.slots[idx] = Slot {
             state: SegmentState::Active,
             lsn: Some(lsn),
+            salt,
+            records_end: lsn + self.segment_size,
             ..Slot::FREE
         };
         let prev = self.by_lsn.insert(lsn, id);
         assert!(prev.is_none(), "LSN {lsn} allocated twice");
-        (id, grow)
+        Ok((id, grow))
     }
 
     /// The segment before the one just started is full.
@@ -169,10 +224,18 @@ impl SegmentTable {
         self.maybe_drain(id, reserve_head);
     }
 
-    /// The record at `ptr` is no longer needed by the upper layer.
+    /// The record at `ptr` is no longer needed by the upper layer. An error (and no change) if
+    /// `ptr` cannot name a record of the slot's current incarnation, if it was marked dead
+    /// before (since open), or if the slot's live bytes would go negative with nothing in
+    /// flight (a record marked dead in an earlier run, after `reset_live` counted it out).
     pub(crate) fn mark_dead(&mut self, ptr: &DiskPtr, reserve_head: u64) -> Result<(), String> {
-        let id = ptr.segment(self.segment_size);
-        let seg_lsn = ptr.lsn.0 - ptr.lsn.0 % self.segment_size;
+        let seg = self.segment_size;
+        let id = ptr.segment(seg);
+        let in_seg = ptr.lsn.0 % seg;
+        let seg_lsn = ptr.lsn.0 - in_seg;
+        if ptr.offset % seg != in_seg || in_seg < SEGMENT_HEADER_LEN as u64 {
+            return Err(format!("{ptr:?} is not a record position of this log"));
+        }
         let slot = self
             .slots
             .get_mut(id.0 as usize)
@@ -180,13 +243,35 @@ impl SegmentTable {
         if slot.lsn != Some(seg_lsn) || slot.state == SegmentState::Free {
             return Err(format!("{ptr:?}: segment {id:?} now holds {:?}", slot.lsn));
         }
-        slot.live -= i64::from(ptr.len);
-        if slot.in_flight == 0 {
-            assert!(
-                slot.live >= 0,
-                "segment {id:?} live bytes negative: double mark_dead?"
-            );
+        if slot.salt != ptr.salt {
+            return Err(format!(
+                "{ptr:?}: segment {id:?} holds another incarnation of its LSNs (tail cut by \
+                 recovery)"
+            ));
         }
+        if ptr.lsn.0.saturating_add(u64::from(ptr.len)) > slot.records_end {
+            return Err(format!(
+                "{ptr:?}: past the records of segment {id:?} (tail cut by recovery)"
+            ));
+        }
+        let bit = (in_seg / RECORD_HEADER_LEN as u64) as usize;
+        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+        if slot.dead.get(word).is_some_and(|w| w & mask != 0) {
+            return Err(format!("{ptr:?} was already marked dead"));
+        }
+        let len = i64::from(ptr.len);
+        if slot.in_flight == 0 && slot.live < len {
+            return Err(format!(
+                "{ptr:?}: segment {id:?} has only {} live bytes (marked dead twice?)",
+                slot.live
+            ));
+        }
+        if slot.dead.is_empty() {
+            let bits = seg as usize / RECORD_HEADER_LEN + 1;
+            slot.dead = vec![0; bits.div_ceil(64)];
+        }
+        slot.dead[word] |= mask;
+        slot.live -= len;
         self.maybe_drain(id, reserve_head);
         Ok(())
     }
@@ -207,7 +292,12 @@ impl SegmentTable {
             let id = ptr.segment(self.segment_size);
             let seg_lsn = ptr.lsn.0 - ptr.lsn.0 % self.segment_size;
             match self.slots.get(id.0 as usize) {
-                Some(s) if resettable(s) && s.lsn == Some(seg_lsn) => {
+                Some(s)
+                    if resettable(s)
+                        && s.lsn == Some(seg_lsn)
+                        && s.salt == ptr.salt
+                        && ptr.lsn.0.saturating_add(u64::from(ptr.len)) <= s.records_end =>
+                {
                     counts[id.0 as usize] += i64::from(ptr.len);
                     counted += 1;
                 }
@@ -313,17 +403,17 @@ mod tests {
     #[test]
     fn growth_is_geometric_then_reuses_free_slots() {
         let mut t = SegmentTable::new(4096, 0, Lsn(u64::MAX));
-        assert_eq!(t.allocate(0), (SegmentId(0), Some(4096)));
-        assert_eq!(t.allocate(4096), (SegmentId(1), Some(8192)));
-        assert_eq!(t.allocate(8192), (SegmentId(2), Some(16384)));
-        assert_eq!(t.allocate(3 * 4096), (SegmentId(3), None));
-        assert_eq!(t.allocate(4 * 4096).1, Some(32768));
+        assert_eq!(t.allocate(0, 7).unwrap(), (SegmentId(0), Some(4096)));
+        assert_eq!(t.allocate(4096, 7).unwrap(), (SegmentId(1), Some(8192)));
+        assert_eq!(t.allocate(8192, 7).unwrap(), (SegmentId(2), Some(16384)));
+        assert_eq!(t.allocate(3 * 4096, 7).unwrap(), (SegmentId(3), None));
+        assert_eq!(t.allocate(4 * 4096, 7).unwrap().1, Some(32768));
     }
 
     #[test]
     fn drain_then_reclaim_then_reuse() {
         let mut t = SegmentTable::new(4096, 0, Lsn(u64::MAX));
-        let (a, _) = t.allocate(0);
+        let (a, _) = t.allocate(0, 7).unwrap();
         t.buffer_installed(a);
         t.buffer_written(a, 100, 50);
         t.seal(a, 200);
@@ -332,6 +422,7 @@ mod tests {
             lsn: Lsn(32),
             offset: 32,
             len: 100,
+            salt: 7,
             blob: 0,
         };
         t.mark_dead(&ptr, 300).unwrap();
@@ -340,7 +431,7 @@ mod tests {
         assert_eq!(t.take_reclaimable(300), vec![a]);
         assert!(t.take_reclaimable(300).is_empty(), "returned once");
         t.free(a);
-        assert_eq!(t.allocate(8192), (a, None));
+        assert_eq!(t.allocate(8192, 7).unwrap(), (a, None));
         assert!(
             t.mark_dead(&ptr, 400).is_err(),
             "pointer into a reused segment is stale"
@@ -350,8 +441,8 @@ mod tests {
     #[test]
     fn free_tail_is_truncated_only_when_at_least_half_the_file() {
         let mut t2 = SegmentTable::new(4096, 8, Lsn(u64::MAX));
-        t2.restore(SegmentId(0), 0, SegmentState::Sealed, 10);
-        t2.restore(SegmentId(1), 4096, SegmentState::Active, 0);
+        t2.restore(SegmentId(0), 0, 1, 4096, SegmentState::Sealed, 10);
+        t2.restore(SegmentId(1), 4096, 1, 8192, SegmentState::Active, 0);
         assert_eq!(
             t2.shrink_target(),
             Some(2 * 4096),
@@ -360,7 +451,7 @@ mod tests {
         assert_eq!(t2.stats().len(), 2);
         assert_eq!(t2.shrink_target(), None);
         let mut t3 = SegmentTable::new(4096, 8, Lsn(u64::MAX));
-        t3.restore(SegmentId(4), 0, SegmentState::Active, 0);
+        t3.restore(SegmentId(4), 0, 1, 4096, SegmentState::Active, 0);
         assert_eq!(
             t3.shrink_target(),
             None,
@@ -369,9 +460,92 @@ mod tests {
     }
 
     #[test]
+    fn growth_stops_at_the_slot_cap_with_an_error() {
+        let mut t = SegmentTable::new(4096, 0, Lsn(u64::MAX));
+        t.max_slots = 3;
+        assert_eq!(t.allocate(0, 1).unwrap(), (SegmentId(0), Some(4096)));
+        assert_eq!(t.allocate(4096, 1).unwrap(), (SegmentId(1), Some(8192)));
+        assert_eq!(
+            t.allocate(8192, 1).unwrap(),
+            (SegmentId(2), Some(3 * 4096)),
+            "growth clamped to the cap"
+        );
+        let err = t.allocate(3 * 4096, 1).unwrap_err();
+        assert!(err.contains("may not grow"), "{err}");
+        assert_eq!(t.stats().len(), 3);
+    }
+
+    /// `mark_dead` twice used to trip an assertion (a panic on caller input) once the buffer
+    /// was written, and to go unnoticed while it was in flight.
+    #[test]
+    fn second_mark_dead_of_a_record_is_an_error() {
+        let mut t = SegmentTable::new(4096, 0, Lsn(u64::MAX));
+        let (a, _) = t.allocate(0, 7).unwrap();
+        t.buffer_installed(a);
+        let rec = |lsn: u64, len: u32| DiskPtr {
+            lsn: Lsn(lsn),
+            offset: lsn,
+            len,
+            salt: 7,
+            blob: 0,
+        };
+        let (p, q) = (rec(32, 100), rec(132, 50));
+        t.mark_dead(&p, 0).unwrap();
+        let in_flight = t.mark_dead(&p, 0).unwrap_err();
+        assert!(in_flight.contains("already marked dead"), "{in_flight}");
+        t.buffer_written(a, 150, 0);
+        assert_eq!(t.stats()[0].live_bytes, 50);
+        let written = t.mark_dead(&p, 0).unwrap_err();
+        assert!(written.contains("already marked dead"), "{written}");
+        assert_eq!(
+            t.stats()[0].live_bytes,
+            50,
+            "a refused mark changes nothing"
+        );
+        t.mark_dead(&q, 0).unwrap();
+        assert!(t.mark_dead(&q, 0).is_err());
+        assert_eq!(t.stats()[0].live_bytes, 0);
+        // Records a header apart have distinct bits: adjacent minimal records.
+        let (b, _) = t.allocate(4096, 8).unwrap();
+        t.buffer_installed(b);
+        t.buffer_written(b, 48, 0);
+        for lsn in [4096 + 32, 4096 + 56] {
+            let mut r = rec(lsn, 24);
+            r.offset = 4096 + lsn % 4096;
+            r.salt = 8;
+            t.mark_dead(&r, 0).unwrap();
+        }
+    }
+
+    /// A record marked dead before a restart is not in the live set `reset_live` gets; marking
+    /// it dead again must not drive the count negative.
+    #[test]
+    fn mark_dead_below_zero_live_is_an_error() {
+        let mut t = SegmentTable::new(4096, 1, Lsn(u64::MAX));
+        t.restore(SegmentId(0), 0, 3, 4096, SegmentState::Sealed, 4064);
+        let live = DiskPtr {
+            lsn: Lsn(32),
+            offset: 32,
+            len: 100,
+            salt: 3,
+            blob: 0,
+        };
+        let dead_before_restart = DiskPtr {
+            lsn: Lsn(132),
+            offset: 132,
+            ..live
+        };
+        assert_eq!(t.reset_live([live], 0), 1);
+        t.mark_dead(&live, 0).unwrap();
+        assert_eq!(t.stats()[0].state, SegmentState::Draining);
+        let err = t.mark_dead(&dead_before_restart, 0).unwrap_err();
+        assert!(err.contains("only 0 live bytes"), "{err}");
+    }
+
+    #[test]
     fn horizon_blocks_reuse() {
         let mut t = SegmentTable::new(4096, 0, Lsn(0));
-        let (a, _) = t.allocate(0);
+        let (a, _) = t.allocate(0, 7).unwrap();
         t.seal(a, 10);
         assert!(t.take_reclaimable(u64::MAX).is_empty());
         t.set_reuse_horizon(Lsn(4096));

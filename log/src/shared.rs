@@ -362,7 +362,16 @@ impl Shared {
             if let Some((p, _)) = prev {
                 table.seal(p, base);
             }
-            let (id, grow) = table.allocate(base);
+            let salt = self.salts.next();
+            let (id, grow) = match table.allocate(base, salt as u32) {
+                Ok(allocated) => allocated,
+                Err(why) => {
+                    drop(table);
+                    // The rotation cannot go on: everyone waiting for it must hear why.
+                    self.poison(why.clone());
+                    return Err(Error::Config(why));
+                }
+            };
             if let Some(len) = grow {
                 // Growth is geometric, so this sync is rare; it keeps "after flush nothing is
                 // unsynced" literally true (the size change need not wait for the next data).
@@ -375,7 +384,6 @@ impl Shared {
             drop(table);
             // SAFETY: the buffer is free (written out, no writers): the installer owns it.
             let hdr = unsafe { buf.mem.slice_mut(0, SEGMENT_HEADER_LEN) };
-            let salt = self.salts.next();
             encode_segment_header(hdr, seg.trailing_zeros(), base, salt);
             (id, buf_size.min(seg), salt as u32)
         } else {

@@ -6,6 +6,11 @@ use std::fmt;
 use crate::error::{Error, Result};
 use crate::format::{BLOB_POINTER_BODY_LEN, RECORD_HEADER_LEN};
 
+/// No LSN the log hands out reaches this (it would take 4 EiB of records). LSNs read from disk
+/// (segment headers) or given as input (the recovery start) above it are rejected, so adding a
+/// segment size (at most 1 GiB) to any accepted LSN cannot overflow.
+pub(crate) const MAX_LSN: u64 = 1 << 62;
+
 /// The smallest segment size a log can have (`Config::segment_size_bytes`).
 pub(crate) const MIN_SEGMENT_BYTES: u64 = 4 << 10;
 /// The largest record length (header + inline body) any buffer can hold.
@@ -44,20 +49,26 @@ pub struct BlobId(pub u64);
 ///
 /// The LSN is redundant with the offset on purpose: [`Log::read`](crate::Log::read) checks that
 /// the record header at `offset` still carries this LSN, so a pointer into a reused segment
-/// fails loudly instead of returning someone else's bytes.
+/// fails loudly instead of returning someone else's bytes. The pointer also carries the salt
+/// of the segment incarnation the record was written in (the low 32 bits every record header
+/// of it carries): LSNs can be handed out again after recovery cut a torn tail (the cut
+/// records were never durable, but a pointer to one may survive in memory or in a checkpoint
+/// written without a flush), and the salt tells the new record at that LSN from the lost one.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct DiskPtr {
     pub(crate) lsn: Lsn,
     pub(crate) offset: u64,
     pub(crate) len: u32,
+    /// Low 32 bits of the segment incarnation's salt.
+    pub(crate) salt: u32,
     /// 0 = inline record; otherwise the blob id.
     pub(crate) blob: u64,
 }
 
 impl DiskPtr {
     /// Bytes of [`DiskPtr::to_bytes`]: `lsn u64 | file offset u64 | record length u32 |
-    /// blob id u64` (0 = none), little-endian.
-    pub const ENCODED_LEN: usize = 28;
+    /// segment salt u32 | blob id u64` (0 = none), little-endian.
+    pub const ENCODED_LEN: usize = 32;
 
     /// A fixed-size little-endian encoding, for the upper layer's page table on disk.
     pub fn to_bytes(&self) -> [u8; Self::ENCODED_LEN] {
@@ -65,7 +76,8 @@ impl DiskPtr {
         b[0..8].copy_from_slice(&self.lsn.0.to_le_bytes());
         b[8..16].copy_from_slice(&self.offset.to_le_bytes());
         b[16..20].copy_from_slice(&self.len.to_le_bytes());
-        b[20..28].copy_from_slice(&self.blob.to_le_bytes());
+        b[20..24].copy_from_slice(&self.salt.to_le_bytes());
+        b[24..32].copy_from_slice(&self.blob.to_le_bytes());
         b
     }
 
@@ -85,13 +97,17 @@ impl DiskPtr {
             x.copy_from_slice(&b[at..at + 8]);
             u64::from_le_bytes(x)
         };
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&b[16..20]);
+        let u32_at = |at: usize| {
+            let mut x = [0u8; 4];
+            x.copy_from_slice(&b[at..at + 4]);
+            u32::from_le_bytes(x)
+        };
         let ptr = DiskPtr {
             lsn: Lsn(u64_at(0)),
             offset: u64_at(8),
-            len: u32::from_le_bytes(len),
-            blob: u64_at(20),
+            len: u32_at(16),
+            salt: u32_at(20),
+            blob: u64_at(24),
         };
         ptr.check_shape().map_err(|why| {
             Error::StalePointer(format!("{ptr:?} is not a pointer of this log: {why}"))
@@ -158,6 +174,7 @@ mod tests {
             lsn: Lsn(lsn),
             offset,
             len,
+            salt: 0xA5C3_0F1E,
             blob,
         }
     }

@@ -8,20 +8,21 @@ use common::*;
 use logstore::io::SimStorage;
 use logstore::{DiskPtr, Error, Log};
 
-/// A pointer with the given fields, through the only public way to build one.
-fn forged(lsn: u64, offset: u64, len: u32) -> Result<DiskPtr, Error> {
-    let mut b = [0u8; DiskPtr::ENCODED_LEN];
+/// A pointer with the given fields (and `like`'s salt and blob id), through the only public
+/// way to build one.
+fn forged(like: DiskPtr, lsn: u64, offset: u64, len: u32) -> Result<DiskPtr, Error> {
+    let mut b = like.to_bytes();
     b[0..8].copy_from_slice(&lsn.to_le_bytes());
     b[8..16].copy_from_slice(&offset.to_le_bytes());
     b[16..20].copy_from_slice(&len.to_le_bytes());
     DiskPtr::from_bytes(&b)
 }
 
-/// The same record's pointer with another LSN/offset/length (same segment slot).
+/// `p` moved by `delta` bytes (same segment slot, same incarnation) with length `len`.
 fn shifted(p: DiskPtr, delta: i64, len: u32) -> Result<DiskPtr, Error> {
     let lsn = p.lsn().0.checked_add_signed(delta).unwrap();
     let offset = p.file_offset().checked_add_signed(delta).unwrap();
-    forged(lsn, offset, len)
+    forged(p, lsn, offset, len)
 }
 
 fn open() -> (SimStorage, Log) {
@@ -102,17 +103,17 @@ fn misaligned_pointers_are_stale() {
 #[test]
 fn pointers_outside_the_geometry_are_stale() {
     let (_sim, log) = open();
-    log.append(b"x").unwrap();
+    let (_, p) = log.append(b"x").unwrap();
     log.flush().unwrap();
     let seg = log.config().segment_size_bytes;
     let buf = log.config().io_buffer_size_bytes as u32;
     let cases = [
-        forged(0, 0, 30),
-        forged(8, 8, 30),
-        forged(seg - 20, seg - 20, 30),
-        forged(100, 100, buf),
-        forged(1 << 40, 1 << 40, 30),
-        forged(seg + 64, 64, 30),
+        forged(p, 0, 0, 30),
+        forged(p, 8, 8, 30),
+        forged(p, seg - 20, seg - 20, 30),
+        forged(p, 100, 100, buf),
+        forged(p, 1 << 40, 1 << 40, 30),
+        forged(p, seg + 64, 64, 30),
     ];
     for p in cases {
         let p = p.unwrap();
@@ -127,10 +128,30 @@ fn pointers_outside_the_geometry_are_stale() {
 /// panic in debug builds).
 #[test]
 fn overflowing_pointer_does_not_decode() {
+    let (_sim, log) = open();
+    let (_, p) = log.append(b"x").unwrap();
     assert!(matches!(
-        forged(u64::MAX - 10, u64::MAX - 10, 100),
+        forged(p, u64::MAX - 10, u64::MAX - 10, 100),
         Err(Error::StalePointer(_))
     ));
+}
+
+/// A pointer of the right place and length but another incarnation's salt.
+#[test]
+fn pointer_with_another_salt_is_stale() {
+    let (_sim, log) = open();
+    let (_, p) = log.append(b"salted").unwrap();
+    for round in 0..2 {
+        let mut b = p.to_bytes();
+        b[20] ^= 1;
+        let other = DiskPtr::from_bytes(&b).unwrap();
+        assert!(
+            matches!(log.read(other), Err(Error::StalePointer(_))),
+            "round {round}"
+        );
+        assert_eq!(log.read(p).unwrap(), b"salted");
+        log.flush().unwrap();
+    }
 }
 
 /// Writers keep filling buffers while a reader throws forged pointers at LSNs around the

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
-use logstore::io::{SimStorage, Storage};
-use logstore::{Config, Log, Lsn, DATA_FILE};
+use logstore::io::{CrashMode, SimStorage, Storage};
+use logstore::{Config, Error, Log, Lsn, DATA_FILE};
 
 /// Found by the power-loss model (aligned records, CHAOS crashes). Cause: recovery cut a torn
 /// tail in segment 1 and invalidated segment 2 by zeroing its header only; the next segment
@@ -128,4 +128,112 @@ fn a_missing_start_segment_ends_the_log_instead_of_being_skipped() {
         fresh,
         "old segments after the hole came back"
     );
+}
+
+/// Found in review. Cause: after recovery cut a torn tail, new records continued right after
+/// the last valid one, in the same segment incarnation (same salt). A pointer to a cut record
+/// (completed, never durable, but kept in memory or in a checkpoint written without a flush)
+/// then named the same LSN, offset and salt as a new record of the same length, and `read`
+/// returned the new record's bytes. Fix: recovery pads the tail segment to its end, so new
+/// records start a new segment incarnation and no LSN of the cut tail segment is handed out
+/// again.
+#[test]
+fn stale_pointer_into_the_cut_tail_segment_is_stale() {
+    let sim = SimStorage::new();
+    let cfg = small_config();
+    let stale = {
+        let (log, _) = open_sim(&sim, &cfg);
+        log.append(b"durable").unwrap();
+        log.flush().unwrap();
+        let (_, p) = log.append(b"cut by the crash").unwrap();
+        sim.crash(1, CrashMode::DROP_UNSYNCED);
+        p
+    };
+    let (log, recs) = open_sim(&sim, &cfg);
+    assert_eq!(bodies(&recs), vec![b"durable".to_vec()]);
+    let (_, fresh) = log.append(b"written after it").unwrap();
+    assert_eq!(fresh.record_len(), stale.record_len(), "same length");
+    assert!(
+        matches!(log.read(stale), Err(Error::StalePointer(_))),
+        "a cut record's pointer read {:?}",
+        log.read(stale)
+    );
+    assert!(log.mark_dead(stale).is_err(), "a cut record marked dead");
+    assert_eq!(log.read(fresh).unwrap(), b"written after it");
+    log.flush().unwrap();
+    assert!(matches!(log.read(stale), Err(Error::StalePointer(_))));
+}
+
+/// Found in review, the same cause one segment further: the cut tail spanned whole later
+/// segments (their headers were never durable, or were zeroed by recovery), and the reopened
+/// log hands their LSNs out again, in the same slots, at the same offsets when the record
+/// lengths repeat. Only the salt tells the two incarnations apart, so pointers carry it and
+/// `read`/`mark_dead` check it.
+#[test]
+fn stale_pointer_into_a_cut_later_segment_is_stale() {
+    let sim = SimStorage::new();
+    let cfg = Config {
+        segment_size_bytes: 4096,
+        io_buffer_size_bytes: 1024,
+        ..small_config()
+    };
+    let seg = cfg.segment_size_bytes;
+    let len_of = |i: u64| 10 + (i as usize * 7) % 90;
+    // Session 1 grows the file to 8 slots (growth syncs the file) and fills 5 segments.
+    let kept = {
+        let (log, _) = open_sim(&sim, &cfg);
+        let mut n = 0;
+        while log.append(&body(n, 100)).unwrap().0 .0 < 4 * seg + 100 {
+            n += 1;
+        }
+        n + 1
+    };
+    // Session 2 starts at segment 5 (recovery padded segment 4) and writes two segments into
+    // free slots without growing the file, so nothing of it is synced; then power fails.
+    let cut: Vec<_> = {
+        let (log, recs) = open_sim(&sim, &cfg);
+        assert_eq!(recs.len() as u64, kept);
+        let mut cut = Vec::new();
+        for i in 0.. {
+            let (lsn, p) = log.append(&body(1000 + i, len_of(i))).unwrap();
+            assert!(lsn.0 >= 5 * seg, "session 2 starts a new segment");
+            cut.push(p);
+            if lsn.0 > 6 * seg + 1000 {
+                break;
+            }
+        }
+        sim.crash(2, CrashMode::DROP_UNSYNCED);
+        cut
+    };
+    let (log, recs) = open_sim(&sim, &cfg);
+    assert_eq!(recs.len() as u64, kept, "session 2 was lost whole");
+    // Hand out the cut records' LSNs again: same lengths, in order, from the same boundary.
+    let mut reissued = 0;
+    for (i, old) in cut.iter().enumerate() {
+        let (lsn, new) = log
+            .append(&body(5000 + i as u64, len_of(i as u64)))
+            .unwrap();
+        if (lsn, new.file_offset(), new.record_len())
+            == (old.lsn(), old.file_offset(), old.record_len())
+        {
+            reissued += 1;
+        }
+        assert!(
+            matches!(log.read(*old), Err(Error::StalePointer(_))),
+            "cut record {i} read through its old pointer"
+        );
+    }
+    assert_eq!(
+        reissued,
+        cut.len(),
+        "every cut LSN re-issued at its old place"
+    );
+    log.flush().unwrap();
+    for old in &cut {
+        assert!(matches!(log.read(*old), Err(Error::StalePointer(_))));
+        assert!(
+            log.mark_dead(*old).is_err(),
+            "cut record {old:?} marked dead"
+        );
+    }
 }

@@ -22,14 +22,32 @@ pub(crate) fn encode_record_header(rec: &mut [u8], kind: RecordKind, lsn: u64, s
     let body_len = rec.len() - RECORD_HEADER_LEN;
     let body_len =
         u32::try_from(body_len).expect("record body length fits u32 (checked at reserve)");
+    write_header_fields(rec, kind, body_len, lsn, salt);
+    let crc = record_crc(kind, rec);
+    rec[REC_CRC_AT..REC_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Writes just the header of a Padding record whose `body_len` bytes follow it (their content
+/// is not covered by its CRC, so they need not be in `out`).
+pub(crate) fn encode_padding_header(
+    out: &mut [u8; RECORD_HEADER_LEN],
+    body_len: u32,
+    lsn: u64,
+    salt: u32,
+) {
+    write_header_fields(out, RecordKind::Padding, body_len, lsn, salt);
+    let crc = record_crc(RecordKind::Padding, out);
+    out[REC_CRC_AT..REC_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Every header field but the CRC.
+fn write_header_fields(rec: &mut [u8], kind: RecordKind, body_len: u32, lsn: u64, salt: u32) {
     rec[REC_KIND_AT] = kind as u8;
     rec[REC_RESERVED8_AT] = 0;
     rec[REC_MAGIC_AT..REC_MAGIC_AT + 2].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
     rec[REC_LEN_AT..REC_LEN_AT + 4].copy_from_slice(&body_len.to_le_bytes());
     rec[REC_SALT_AT..REC_SALT_AT + 4].copy_from_slice(&salt.to_le_bytes());
     rec[REC_LSN_AT..REC_LSN_AT + 8].copy_from_slice(&lsn.to_le_bytes());
-    let crc = record_crc(kind, rec);
-    rec[REC_CRC_AT..REC_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// The CRC a record of `kind` must carry; `rec` is header + body.

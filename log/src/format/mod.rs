@@ -161,6 +161,15 @@ mod tests {
     }
 
     #[test]
+    fn padding_header_alone_equals_a_padding_record_header() {
+        let mut rec = vec![0u8; RECORD_HEADER_LEN + 100];
+        encode_record_header(&mut rec, RecordKind::Padding, 4096 + 500, 0x1234);
+        let mut alone = [0u8; RECORD_HEADER_LEN];
+        encode_padding_header(&mut alone, 100, 4096 + 500, 0x1234);
+        assert_eq!(&rec[..RECORD_HEADER_LEN], &alone);
+    }
+
+    #[test]
     fn padding_crc_ignores_body() {
         let mut rec = vec![0xAAu8; RECORD_HEADER_LEN + 40];
         encode_record_header(&mut rec, RecordKind::Padding, 64, 3);
