@@ -17,7 +17,7 @@ impl Log {
     pub fn pointer_at(&self, file_offset: u64, record_len: u32) -> Result<DiskPtr> {
         let seg = self.config().segment_size_bytes;
         let id = SegmentId(file_offset / seg);
-        let seg_lsn = lock(&self.shared().segments)
+        let (seg_lsn, salt) = lock(&self.shared().segments)
             .segment_lsn(id)
             .ok_or_else(|| {
                 Error::StalePointer(format!(
@@ -28,6 +28,7 @@ impl Log {
             lsn: Lsn(seg_lsn + file_offset % seg),
             offset: file_offset,
             len: record_len,
+            salt,
             blob: 0,
         })
     }
@@ -50,6 +51,7 @@ impl Reservation<'_> {
             lsn: Lsn(s.lsn),
             offset: s.file_offset,
             len: s.len,
+            salt: s.salt,
             blob: 0,
         })
     }

@@ -366,12 +366,14 @@ impl SegmentTable {
         None
     }
 
-    /// The LSN of the segment slot `id` holds now, unless it is free (or beyond the file).
-    pub(crate) fn segment_lsn(&self, id: SegmentId) -> Option<u64> {
+    /// The LSN and salt of the segment slot `id` holds now, unless it is free (or beyond the
+    /// file).
+    pub(crate) fn segment_lsn(&self, id: SegmentId) -> Option<(u64, u32)> {
         let slot = self.slots.get(usize::try_from(id.0).ok()?)?;
-        (slot.state != SegmentState::Free)
-            .then_some(slot.lsn)
-            .flatten()
+        if slot.state == SegmentState::Free {
+            return None;
+        }
+        slot.lsn.map(|lsn| (lsn, slot.salt))
     }
 
     pub(crate) fn reuse_horizon(&self) -> u64 {

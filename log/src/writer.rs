@@ -1,6 +1,11 @@
 //! The I/O writer thread (writes handed-off buffers, fsyncs for waiters, reclaims drained
 //! segments), durability waits, and the background flusher.
 //!
+//! A panic on one of these threads (a broken invariant, or a panicking storage implementation)
+//! poisons the log on the way out ([`PoisonOnUnwind`]) and wakes every waiter, so nobody waits
+//! forever for a buffer or a sync that thread would have delivered; `Log`'s drop re-raises the
+//! panic when it joins the thread.
+//!
 //! Group commit: `make_stable` callers raise `sync_requested` and sleep; the writer does one
 //! `fdatasync` for all of them once the contiguous written prefix has moved past `durable`.
 //! Buffers may be written in any order; `written_end` only advances over contiguous ranges,
@@ -19,8 +24,55 @@ use crate::shared::{lock, wait, Shared, Stable};
 use crate::stats::bump;
 use crate::sync::Ordering;
 
+/// Poisons the log if dropped while its thread unwinds from a panic, and wakes everyone who
+/// waits on the log's condvars. Without it a panic on the I/O writer (or the flusher) thread
+/// left durability waiters, and writers waiting for a free buffer, asleep forever (D2).
+pub(crate) struct PoisonOnUnwind<'a> {
+    sh: &'a Shared,
+    /// Which thread, for the poison cause.
+    role: &'static str,
+}
+
+impl<'a> PoisonOnUnwind<'a> {
+    pub(crate) fn new(sh: &'a Shared, role: &'static str) -> Self {
+        PoisonOnUnwind { sh, role }
+    }
+}
+
+impl Drop for PoisonOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            poison_after_panic(self.sh, self.role);
+        }
+    }
+}
+
+/// [`Shared::poison`] for a thread that is unwinding: it must not panic again (that aborts the
+/// process), so it takes the stable lock even if the panic poisoned that mutex, and clears the
+/// mutex poison afterwards. That is sound because the log is poisoned first: every user of
+/// `Stable` checks `poison` before trusting the rest, and the log refuses all further work.
+fn poison_after_panic(sh: &Shared, role: &str) {
+    let mut st = sh
+        .stable
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if st.poison.is_none() {
+        st.poison = Some(format!(
+            "the log's {role} panicked (a bug in the log or its storage); reopen the log"
+        ));
+    }
+    // Release: pairs with the Acquire loads of the fast-path flag (as in `Shared::poison`).
+    sh.poisoned.store(true, Ordering::Release);
+    drop(st);
+    sh.stable.clear_poison();
+    sh.stable_cv.notify_all();
+    sh.io_cv.notify_all();
+    sh.flusher_cv.notify_all();
+}
+
 /// Body of the I/O writer thread. Exits when shut down with nothing queued.
 pub(crate) fn io_loop(sh: Arc<Shared>) {
+    let _poison_on_panic = PoisonOnUnwind::new(&sh, "I/O writer thread");
     loop {
         let batch = {
             let mut st = lock(&sh.stable);
@@ -249,6 +301,7 @@ pub(crate) fn wait_durable(sh: &Shared, target: u64) -> Result<()> {
 
 /// Body of the flusher thread: `flush` every `every`, until stopped or poisoned.
 pub(crate) fn flusher_loop(sh: Arc<Shared>, every: Duration) {
+    let _poison_on_panic = PoisonOnUnwind::new(&sh, "flusher thread");
     let mut next = Instant::now() + every;
     loop {
         {
