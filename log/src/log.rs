@@ -364,9 +364,10 @@ impl Log {
     }
 
     /// After recovery: tells the log the location of every record the upper layer still
-    /// needs. Sealed segments get exact live-byte counts (segments below the recovery start
+    /// needs. Sealed and active segments get exact live-byte counts (segments below the recovery start
     /// are otherwise assumed fully live), so empty ones drain and are reused. Returns how many
-    /// pointers were counted (pointers into the active segment or stale ones are ignored).
+    /// pointers were counted (stale pointers are ignored). Call it before completing any
+    /// record after open: the active segment's count is replaced too.
     pub fn reset_live(&self, live: impl IntoIterator<Item = DiskPtr>) -> usize {
         let mut table = lock(&self.shared.segments);
         let head = self.shared.reserve_head();

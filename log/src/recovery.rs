@@ -250,7 +250,11 @@ pub(crate) fn recover(
         } else {
             SEGMENT_HEADER_LEN
         };
-        let (end, live) = scan_segment(storage, cfg, &bytes, f, pos, &mut records)?;
+        let (end, mut live) = scan_segment(storage, cfg, &bytes, f, pos, &mut records)?;
+        // Like whole segments before the start, the start segment's bytes before `from` are
+        // assumed live (the upper layer's `reset_live` knows better): counting only the records
+        // scanned let `mark_dead` of an earlier record drain a segment that still held data.
+        live += (pos - SEGMENT_HEADER_LEN) as i64;
         if end < seg as usize {
             // About to destroy everything after `end`: make sure the bytes were not a transient
             // read error (a flipped bit on the way) rather than what the disk holds.

@@ -276,16 +276,26 @@ impl SegmentTable {
         Ok(())
     }
 
-    /// Replaces the live-byte counts of every sealed slot with no buffer in flight by the sum
-    /// of `live` pointers in it (after recovery the upper layer knows the whole live set; the
-    /// log only guessed "fully live" for segments below the recovery start). Pointers into
-    /// other slots or into slots that moved on are ignored. Returns how many were counted.
+    /// Replaces the live-byte counts of the active slot and of every sealed slot with no buffer
+    /// in flight by the sum of `live` pointers in it (after recovery the upper layer knows the
+    /// whole live set; the log only guessed "fully live" for segments below the recovery
+    /// start). Pointers into other slots or into slots that moved on are ignored. Returns how
+    /// many were counted.
     pub(crate) fn reset_live(
         &mut self,
         live: impl IntoIterator<Item = DiskPtr>,
         reserve_head: u64,
     ) -> usize {
-        let resettable = |s: &Slot| s.state == SegmentState::Sealed && s.in_flight == 0;
+        // The active (tail) slot too: its records from before the open are all in `live` or
+        // dead, and the buffer open since holds nothing yet (callers reset before writing),
+        // while its bytes written later are counted as they are written. Without it, records
+        // of the tail that precede the recovery start were never counted, so marking them dead
+        // drove its count below the truth and the segment could drain with live records.
+        let resettable = |s: &Slot| match s.state {
+            SegmentState::Sealed => s.in_flight == 0,
+            SegmentState::Active => true,
+            _ => false,
+        };
         let mut counts = vec![0i64; self.slots.len()];
         let mut counted = 0;
         for ptr in live {

@@ -27,8 +27,11 @@ impl<M: PageModel> Inner<M> {
     }
 
     /// Evicts cold pages while resident bytes exceed the budget. One thread at a time; others
-    /// skip (the budget is soft by the pages in flight).
-    pub(crate) fn maybe_evict(&self, guard: &Guard) -> Result<()> {
+    /// skip (the budget is soft by the pages in flight). Never evicts `keep`, the page the
+    /// caller just installed and returns a view of: evicting it would hand back a view that is
+    /// already stale, so a single thread's next CAS on it would fail (and a read would have
+    /// paid a log read for nothing).
+    pub(crate) fn maybe_evict(&self, keep: Pid, guard: &Guard) -> Result<()> {
         if !self.over_budget() {
             return Ok(());
         }
@@ -44,7 +47,9 @@ impl<M: PageModel> Inner<M> {
             let raw = self.clock_hand.fetch_add(1, Ordering::Relaxed) % pages.max(1);
             steps += 1;
             let Some(pid) = Pid::new(raw) else { continue };
-            self.clock_step(pid, guard)?;
+            if pid != keep {
+                self.clock_step(pid, guard)?;
+            }
         }
         Ok(())
     }

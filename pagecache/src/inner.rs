@@ -100,7 +100,7 @@ impl<M: PageModel> Inner<M> {
         // SAFETY: published just above and we are pinned; nothing retires it before we unpin.
         unsafe { &*raw }.mark_completed();
         add(&self.counters.resident_bytes, bytes);
-        self.maybe_evict(guard)?;
+        self.maybe_evict(pid, guard)?;
         Ok(pid)
     }
 
@@ -161,7 +161,7 @@ impl<M: PageModel> Inner<M> {
         add(&self.counters.page_ins, 1);
         add(&self.counters.resident_bytes, bytes);
         let view = view_of(pid, new, guard);
-        self.maybe_evict(guard)?;
+        self.maybe_evict(pid, guard)?;
         Ok(Some(view))
     }
 
@@ -219,7 +219,7 @@ impl<M: PageModel> Inner<M> {
                 return Ok(Ok(v));
             }
         }
-        self.maybe_evict(guard)?;
+        self.maybe_evict(pid, guard)?;
         Ok(Ok(view))
     }
 
@@ -250,7 +250,7 @@ impl<M: PageModel> Inner<M> {
         add(&self.counters.consolidations, 1);
         add(&self.counters.resident_bytes, bytes);
         self.unlink(expected, guard)?;
-        self.maybe_evict(guard)?;
+        self.maybe_evict(pid, guard)?;
         Ok(Ok(view))
     }
 
