@@ -28,6 +28,7 @@
 //! [`Config::cache_capacity_bytes`] with a scan-resistant CLOCK.
 
 mod cache;
+mod chain;
 mod checkpoint;
 mod checkpointing;
 mod cleaner;
