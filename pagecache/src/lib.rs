@@ -46,6 +46,9 @@ mod stats;
 mod sync;
 mod view;
 
+#[cfg(all(test, loom))]
+mod loom_models;
+
 pub use cache::PageCache;
 pub use cleaner::CleanReport;
 pub use config::Config;
