@@ -10,8 +10,9 @@
 //! evicted to (page-ins read it by position).
 
 use crossbeam_epoch::Guard;
-use radix::{Pid, SlotState, SlotWord};
+use radix::{Pid, SlotState};
 
+use crate::chain;
 use crate::error::Result;
 use crate::inner::{view_of, Inner};
 use crate::location::Location;
@@ -87,11 +88,7 @@ impl<M: PageModel> Inner<M> {
             return Ok(false);
         }
         let loc = Location::of(&view.head.disk)?;
-        let slot = self.slot(view.pid);
-        if slot
-            .try_replace(view.word, SlotWord::on_disk(loc.to_word()))
-            .is_err()
-        {
+        if !chain::try_evict(self.slot(view.pid), &view, loc.to_word()) {
             add(&self.counters.cas_failures, 1);
             return Ok(false);
         }

@@ -14,6 +14,7 @@ use logstore::io::Storage;
 use logstore::{DiskPtr, Log, Reservation};
 use radix::{Pid, PidAllocator, RadixTable, Slot, SlotState, SlotWord};
 
+use crate::chain;
 use crate::codec;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -22,7 +23,7 @@ use crate::location::Location;
 use crate::model::PageModel;
 use crate::node::{retire, Node};
 use crate::stats::{add, sub, Counters};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::AtomicU64;
 use crate::view::PageView;
 
 /// The state shared by the handle and the background thread.
@@ -147,20 +148,12 @@ impl<M: PageModel> Inner<M> {
             Err(e) => return Err(e),
         };
         let (ptr, base) = base;
-        let node = Node::<M>::base(base, ptr, 1);
-        node.mark_completed();
-        let bytes = node.chain_bytes as u64;
-        let raw = Box::into_raw(node);
-        let new = SlotWord::in_memory(raw);
-        if slot.try_replace(word, new).is_err() {
+        let Some(view) = chain::try_page_in::<M>(slot, pid, word, base, ptr, guard) else {
             add(&self.counters.cas_failures, 1);
-            // SAFETY: never published: we own it alone, and a base has no older node.
-            drop(unsafe { Box::from_raw(raw) });
             return Ok(None);
-        }
+        };
         add(&self.counters.page_ins, 1);
-        add(&self.counters.resident_bytes, bytes);
-        let view = view_of(pid, new, guard);
+        add(&self.counters.resident_bytes, view.head.chain_bytes as u64);
         self.maybe_evict(pid, guard)?;
         Ok(Some(view))
     }
@@ -194,23 +187,17 @@ impl<M: PageModel> Inner<M> {
         let pid = expected.pid;
         let prev = locations_oldest_first(expected)?;
         let (r, ptr) = self.write_fragment(Kind::Delta, pid, &prev, Some(&delta))?;
-        let node = Node::delta(delta, ptr, expected.head);
-        let own = node.own_bytes() as u64;
-        let raw = Box::into_raw(node);
-        let new = SlotWord::in_memory(raw);
-        if self.slot(pid).try_replace(expected.word, new).is_err() {
-            r.abort();
-            add(&self.counters.cas_failures, 1);
-            // SAFETY: never published, so we own it; `into_unpublished_delta` detaches the
-            // older node, which the chain still owns.
-            return Ok(Err(
-                (*unsafe { Box::from_raw(raw) }).into_unpublished_delta()
-            ));
-        }
+        let view = match chain::try_install_delta(self.slot(pid), expected, delta, ptr, guard) {
+            Ok(view) => view,
+            Err(delta) => {
+                r.abort();
+                add(&self.counters.cas_failures, 1);
+                return Ok(Err(delta));
+            }
+        };
         r.complete()?;
-        let view = view_of(pid, new, guard);
         view.head.mark_completed();
-        add(&self.counters.resident_bytes, own);
+        add(&self.counters.resident_bytes, view.head.own_bytes() as u64);
         self.counters.record_chain_len(view.head.len);
         if view.head.len > self.cfg.fragment_cap {
             // Best effort: if someone changed the page meanwhile, they carry on from there.
@@ -233,22 +220,18 @@ impl<M: PageModel> Inner<M> {
     ) -> Result<Installed<'g, M, M::Base>> {
         let pid = expected.pid;
         let (r, ptr) = self.write_fragment(Kind::Base, pid, &[], Some(&base))?;
-        // Relaxed: heat is a hint.
-        let node = Node::<M>::base(base, ptr, expected.head.heat.load(Ordering::Relaxed));
-        let bytes = node.chain_bytes as u64;
-        let raw = Box::into_raw(node);
-        let new = SlotWord::in_memory(raw);
-        if self.slot(pid).try_replace(expected.word, new).is_err() {
-            r.abort();
-            add(&self.counters.cas_failures, 1);
-            // SAFETY: never published; a base owns no older node.
-            return Ok(Err((*unsafe { Box::from_raw(raw) }).into_unpublished_base()));
-        }
+        let view = match chain::try_replace_chain(self.slot(pid), expected, base, ptr, guard) {
+            Ok(view) => view,
+            Err(base) => {
+                r.abort();
+                add(&self.counters.cas_failures, 1);
+                return Ok(Err(base));
+            }
+        };
         r.complete()?;
-        let view = view_of(pid, new, guard);
         view.head.mark_completed();
         add(&self.counters.consolidations, 1);
-        add(&self.counters.resident_bytes, bytes);
+        add(&self.counters.resident_bytes, view.head.chain_bytes as u64);
         self.unlink(expected, guard)?;
         self.maybe_evict(pid, guard)?;
         Ok(Ok(view))
@@ -263,11 +246,7 @@ impl<M: PageModel> Inner<M> {
     ) -> Result<std::result::Result<(), ()>> {
         let pid = expected.pid;
         let (r, _) = self.write_fragment::<()>(Kind::Free, pid, &[], None)?;
-        if self
-            .slot(pid)
-            .try_replace(expected.word, SlotWord::FREE)
-            .is_err()
-        {
+        if !chain::try_free(self.slot(pid), expected) {
             r.abort();
             add(&self.counters.cas_failures, 1);
             return Ok(Err(()));

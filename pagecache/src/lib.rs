@@ -28,6 +28,7 @@
 //! [`Config::cache_capacity_bytes`] with a scan-resistant CLOCK.
 
 mod cache;
+mod chain;
 mod checkpoint;
 mod checkpointing;
 mod cleaner;
@@ -44,6 +45,9 @@ mod recovery;
 mod stats;
 mod sync;
 mod view;
+
+#[cfg(all(test, loom))]
+mod loom_models;
 
 pub use cache::PageCache;
 pub use cleaner::CleanReport;
