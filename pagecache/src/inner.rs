@@ -317,3 +317,29 @@ pub(crate) fn locations_oldest_first<M: PageModel>(
     locs.reverse();
     Ok(locs)
 }
+
+impl<M: PageModel> Drop for Inner<M> {
+    /// Hands every resident chain to the epoch collector. Not dropped directly: a reader may
+    /// still hold a [`PageView`] (its lifetime is its guard's, not the cache's).
+    fn drop(&mut self) {
+        let guard = crossbeam_epoch::pin();
+        for raw in 0..self.pids.next_fresh() {
+            let Some(pid) = Pid::new(raw) else { continue };
+            let Some(slot) = self.table.get(pid) else {
+                continue;
+            };
+            let word = slot.load();
+            let Some(head) = word.as_ptr::<Node<M>>() else {
+                continue;
+            };
+            // Nobody else can change the slot now (we are the last owner of the cache), but
+            // clearing it keeps "a chain leaves its slot only by a CAS" true.
+            if slot.try_replace(word, SlotWord::FREE).is_ok() {
+                // SAFETY: the CAS above removed this published chain from its slot, and no
+                // other thread can retire it (the cache is being dropped).
+                unsafe { retire(head, &guard, || {}) };
+            }
+        }
+        guard.flush();
+    }
+}
