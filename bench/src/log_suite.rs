@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use logstore::io::FileStorage;
-use logstore::{Config, Log, Lsn};
+use logstore::{Config, Log, LogStats, Lsn};
 
 use crate::report::Row;
 
@@ -164,8 +164,8 @@ fn append_rows(cfg: &LogConfig, rows: &mut Vec<Row>) {
     }
 }
 
-/// Time for the commits, and the number of `fdatasync`s the log issued for them.
-fn log_commits(dir: &Path, per_thread: u64, threads: usize) -> (Duration, u64) {
+/// Time for the commits, and the log's counters (its `fdatasync`s and gatherings).
+fn log_commits(dir: &Path, per_thread: u64, threads: usize) -> (Duration, LogStats) {
     let log = open_log(dir);
     let body = [0x5au8; 128];
     let start = Instant::now();
@@ -179,7 +179,7 @@ fn log_commits(dir: &Path, per_thread: u64, threads: usize) -> (Duration, u64) {
             });
         }
     });
-    (start.elapsed(), log.stats().syncs)
+    (start.elapsed(), log.stats())
 }
 
 fn raw_commits(dir: &Path, per_thread: u64, threads: usize) -> Duration {
@@ -211,10 +211,12 @@ fn commit_rows(cfg: &LogConfig, rows: &mut Vec<Row>) {
     for &threads in &cfg.threads {
         let n = cfg.commits_per_thread;
         let case = format!("durable commit 128 B, {threads} thr x {n}");
-        let (mut syncs, mut runs) = (0, 0);
+        let (mut syncs, mut gathers, mut timeouts, mut runs) = (0, 0, 0, 0);
         let log_time = median_time(cfg.repeats, || {
-            let (time, synced) = log_commits(&fresh_dir(&cfg.dir, "log"), n, threads);
-            syncs += synced;
+            let (time, stats) = log_commits(&fresh_dir(&cfg.dir, "log"), n, threads);
+            syncs += stats.syncs;
+            gathers += stats.group_commit_gathers;
+            timeouts += stats.group_commit_timeouts;
             runs += 1;
             time
         });
@@ -235,7 +237,13 @@ fn commit_rows(cfg: &LogConfig, rows: &mut Vec<Row>) {
                     time.as_secs_f64() * 1e6 / n as f64,
                     if engine == "logstore" {
                         let all = commits * f64::from(runs);
-                        format!(", {:.2} commits per fsync", all / syncs.max(1) as f64)
+                        format!(
+                            ", {:.2} commits per fsync, {:.0}% of syncs gathered, {:.0}% of \
+                             those timed out",
+                            all / syncs.max(1) as f64,
+                            100.0 * gathers as f64 / syncs.max(1) as f64,
+                            100.0 * timeouts as f64 / gathers.max(1) as f64
+                        )
                     } else {
                         String::new()
                     }
