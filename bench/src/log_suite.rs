@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use logstore::io::FileStorage;
-use logstore::{Config, Log, Lsn};
+use logstore::{Config, Log, LogStats, Lsn};
 
 use crate::report::Row;
 
@@ -36,6 +36,9 @@ pub struct LogConfig {
     pub commits_per_thread: u64,
     /// Runs per case (alternating ours and the baseline); the median is reported.
     pub repeats: usize,
+    /// Overrides of `Config::io_buffer_size_bytes` / `io_buffer_count` (None: the defaults).
+    pub io_buffer_size_bytes: Option<u64>,
+    pub io_buffer_count: Option<usize>,
 }
 
 /// A case of the log suite.
@@ -70,16 +73,22 @@ fn fresh_dir(base: &Path, name: &str) -> PathBuf {
     dir
 }
 
-fn open_log(dir: &Path) -> Log {
+fn open_log(dir: &Path, run: &LogConfig) -> Log {
     let mut cfg = Config::new(dir);
     cfg.flush_every_ms = None;
+    if let Some(size) = run.io_buffer_size_bytes {
+        cfg.io_buffer_size_bytes = size;
+    }
+    if let Some(count) = run.io_buffer_count {
+        cfg.io_buffer_count = count;
+    }
     let (log, recovered) = Log::open(cfg, Arc::new(FileStorage::new()), Lsn(0)).expect("open log");
     assert!(recovered.is_empty(), "benchmark log must start empty");
     log
 }
 
-fn log_append(dir: &Path, record: usize, count: u64, threads: usize, fill: Fill) -> Duration {
-    let log = open_log(dir);
+fn log_append(run: &LogConfig, record: usize, count: u64, threads: usize, fill: Fill) -> Duration {
+    let log = open_log(&fresh_dir(&run.dir, "log"), run);
     let body = vec![0xa5u8; record];
     let start = Instant::now();
     std::thread::scope(|s| {
@@ -124,22 +133,10 @@ fn append_rows(cfg: &LogConfig, rows: &mut Vec<Row>) {
         for &threads in &cfg.threads {
             let case = format!("append {record} B x {count}, {threads} thr, +1 flush");
             let log_time = median_time(cfg.repeats, || {
-                log_append(
-                    &fresh_dir(&cfg.dir, "log"),
-                    record,
-                    count,
-                    threads,
-                    Fill::Copy,
-                )
+                log_append(cfg, record, count, threads, Fill::Copy)
             });
             let in_place_time = median_time(cfg.repeats, || {
-                log_append(
-                    &fresh_dir(&cfg.dir, "log"),
-                    record,
-                    count,
-                    threads,
-                    Fill::InPlace,
-                )
+                log_append(cfg, record, count, threads, Fill::InPlace)
             });
             let raw_time = median_time(cfg.repeats, || {
                 raw_append(&fresh_dir(&cfg.dir, "raw"), count * record as u64)
@@ -164,9 +161,9 @@ fn append_rows(cfg: &LogConfig, rows: &mut Vec<Row>) {
     }
 }
 
-/// Time for the commits, and the number of `fdatasync`s the log issued for them.
-fn log_commits(dir: &Path, per_thread: u64, threads: usize) -> (Duration, u64) {
-    let log = open_log(dir);
+/// Time for the commits, and the log's counters (its `fdatasync`s and gatherings).
+fn log_commits(run: &LogConfig, per_thread: u64, threads: usize) -> (Duration, LogStats) {
+    let log = open_log(&fresh_dir(&run.dir, "log"), run);
     let body = [0x5au8; 128];
     let start = Instant::now();
     std::thread::scope(|s| {
@@ -179,7 +176,7 @@ fn log_commits(dir: &Path, per_thread: u64, threads: usize) -> (Duration, u64) {
             });
         }
     });
-    (start.elapsed(), log.stats().syncs)
+    (start.elapsed(), log.stats())
 }
 
 fn raw_commits(dir: &Path, per_thread: u64, threads: usize) -> Duration {
@@ -211,10 +208,12 @@ fn commit_rows(cfg: &LogConfig, rows: &mut Vec<Row>) {
     for &threads in &cfg.threads {
         let n = cfg.commits_per_thread;
         let case = format!("durable commit 128 B, {threads} thr x {n}");
-        let (mut syncs, mut runs) = (0, 0);
+        let (mut syncs, mut gathers, mut timeouts, mut runs) = (0, 0, 0, 0);
         let log_time = median_time(cfg.repeats, || {
-            let (time, synced) = log_commits(&fresh_dir(&cfg.dir, "log"), n, threads);
-            syncs += synced;
+            let (time, stats) = log_commits(cfg, n, threads);
+            syncs += stats.syncs;
+            gathers += stats.group_commit_gathers;
+            timeouts += stats.group_commit_timeouts;
             runs += 1;
             time
         });
@@ -235,7 +234,13 @@ fn commit_rows(cfg: &LogConfig, rows: &mut Vec<Row>) {
                     time.as_secs_f64() * 1e6 / n as f64,
                     if engine == "logstore" {
                         let all = commits * f64::from(runs);
-                        format!(", {:.2} commits per fsync", all / syncs.max(1) as f64)
+                        format!(
+                            ", {:.2} commits per fsync, {:.0}% of syncs gathered, {:.0}% of \
+                             those timed out",
+                            all / syncs.max(1) as f64,
+                            100.0 * gathers as f64 / syncs.max(1) as f64,
+                            100.0 * timeouts as f64 / gathers.max(1) as f64
+                        )
                     } else {
                         String::new()
                     }

@@ -53,6 +53,12 @@ struct Cli {
     /// Log suite: record sizes of the append case in bytes (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "64,1024,16384")]
     log_records: Vec<usize>,
+    /// Log suite: `Config::io_buffer_size_bytes` in KiB (default: the log's default).
+    #[arg(long)]
+    log_io_buffer_kib: Option<u64>,
+    /// Log suite: `Config::io_buffer_count` (default: the log's default).
+    #[arg(long)]
+    log_io_buffers: Option<usize>,
     /// Seed of every generated key stream.
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
@@ -100,6 +106,8 @@ fn main() -> ExitCode {
                     append_bytes: if cli.full { 1 << 30 } else { 256 << 20 },
                     commits_per_thread: if cli.full { 5000 } else { 1000 },
                     repeats: if cli.full { 5 } else { 3 },
+                    io_buffer_size_bytes: cli.log_io_buffer_kib.map(|k| k << 10),
+                    io_buffer_count: cli.log_io_buffers,
                 };
                 rows.extend(log_suite::run(&cfg, |msg| eprintln!("running {msg}")));
             }

@@ -30,11 +30,18 @@ pub struct Config {
     /// Make completed records durable in the background every this many milliseconds;
     /// `None` = only on `flush`/`make_stable`.
     pub flush_every_ms: Option<u64>,
+    /// Group commit: the longest a committer about to `fdatasync` waits for the other
+    /// committers it expects to join the same sync, in microseconds. It waits only when more
+    /// committers were recently seen waiting at once than are present, never longer than the
+    /// recent duration of a sync, and stops as soon as they are all there and written; a lone
+    /// committer never waits. 0 disables gathering (every sync starts as soon as possible,
+    /// later committers share the next one). At most 1 s.
+    pub group_commit_wait_us: u64,
 }
 
 impl Config {
     /// Production defaults for a log in `path`: 8 MiB segments, 4 x 1 MiB buffers, flush every
-    /// 200 ms.
+    /// 200 ms, gather committers for at most 1 ms.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Config {
             path: path.into(),
@@ -42,6 +49,7 @@ impl Config {
             io_buffer_size_bytes: 1 << 20,
             io_buffer_count: 4,
             flush_every_ms: Some(200),
+            group_commit_wait_us: 1000,
         }
     }
 
@@ -53,6 +61,7 @@ impl Config {
             io_buffer_size_bytes: 2 << 10,
             io_buffer_count: 3,
             flush_every_ms: None,
+            group_commit_wait_us: 1000,
         }
     }
 
@@ -85,6 +94,12 @@ impl Config {
             return Err(Error::Config(
                 "flush_every_ms = Some(0): use None to disable".into(),
             ));
+        }
+        if self.group_commit_wait_us > 1_000_000 {
+            return Err(Error::Config(format!(
+                "group_commit_wait_us = {}: must be at most 1 000 000 (1 s)",
+                self.group_commit_wait_us
+            )));
         }
         Ok(())
     }

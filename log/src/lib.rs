@@ -15,8 +15,10 @@
 //! 2. A buffer that cannot fit a reservation is sealed; the last writer out hands it to the
 //!    I/O writer thread; the sealer installs the next of several rotating buffers. Buffers
 //!    never cross a segment boundary; the end of a segment is padded.
-//! 3. The I/O writer writes buffers (possibly out of order) and `fdatasync`s for waiters; the
-//!    durable LSN is the end of the longest contiguous written-and-synced prefix.
+//! 3. The I/O writer writes buffers (possibly out of order); durability waiters write queued
+//!    buffers too and lead one `fdatasync` at a time for everyone written so far (group
+//!    commit, waiting briefly for committers it expects: [`Config::group_commit_wait_us`]);
+//!    the durable LSN is the end of the longest contiguous written-and-synced prefix.
 //!    [`Log::make_stable`] and [`Log::flush`] wait for it. Any write or sync failure poisons
 //!    the log: every later call returns [`Error::Poisoned`].
 //! 4. Records larger than a buffer go to a blob file, fsynced with its directory, before a

@@ -56,6 +56,8 @@ pub(crate) struct Stable {
     pub durable: u64,
     /// The highest `durable` anyone waits for.
     pub sync_requested: u64,
+    /// Who leads the next sync, how many committers to gather (`writer::commit`).
+    pub commit: crate::writer::GroupCommit,
     /// The first write/sync failure.
     pub poison: Option<String>,
     /// The I/O writer should exit once its queue is empty.

@@ -26,6 +26,11 @@ pub struct LogStats {
     pub bytes_written: u64,
     /// `fdatasync` calls for durability (group commits).
     pub syncs: u64,
+    /// Syncs whose leader waited for other committers it expected (see
+    /// [`Config::group_commit_wait_us`](crate::Config::group_commit_wait_us)).
+    pub group_commit_gathers: u64,
+    /// Gatherings that ran into their deadline (an expected committer did not come).
+    pub group_commit_timeouts: u64,
     /// Segment slots freed for reuse.
     pub segments_freed: u64,
     /// Times the reserve head (drain LSNs) fell back to the end of the latest installed buffer
@@ -46,6 +51,8 @@ pub(crate) struct Counters {
     pub buffers_written: StdAtomicU64,
     pub bytes_written: StdAtomicU64,
     pub syncs: StdAtomicU64,
+    pub group_commit_gathers: StdAtomicU64,
+    pub group_commit_timeouts: StdAtomicU64,
     pub segments_freed: StdAtomicU64,
     pub head_view_fallbacks: StdAtomicU64,
     pub buffered_read_waits: StdAtomicU64,
@@ -69,6 +76,8 @@ impl Counters {
             buffers_written: g(&self.buffers_written),
             bytes_written: g(&self.bytes_written),
             syncs: g(&self.syncs),
+            group_commit_gathers: g(&self.group_commit_gathers),
+            group_commit_timeouts: g(&self.group_commit_timeouts),
             segments_freed: g(&self.segments_freed),
             head_view_fallbacks: g(&self.head_view_fallbacks),
             buffered_read_waits: g(&self.buffered_read_waits),

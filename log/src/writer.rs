@@ -6,19 +6,24 @@
 //! forever for a buffer or a sync that thread would have delivered; `Log`'s drop re-raises the
 //! panic when it joins the thread.
 //!
-//! Group commit: `make_stable` callers raise `sync_requested` and sleep; the writer does one
-//! `fdatasync` for all of them once the contiguous written prefix has moved past `durable`.
-//! Buffers may be written in any order; `written_end` only advances over contiguous ranges,
-//! and `durable` becomes the `written_end` observed before a successful sync.
+//! Group commit (see [`commit`]): durability waiters write queued buffers and `fdatasync`
+//! themselves, one sync at a time, the next covering whatever was written meanwhile; the one
+//! about to sync waits briefly for the committers it expects. Buffers may be written in any
+//! order (by this thread or a waiter); `written_end` only advances over contiguous ranges, and
+//! `durable` becomes the `written_end` observed before a successful sync. Reclaim rounds run
+//! after every batch this thread writes and after every sync (on the syncing thread).
+
+mod commit;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub(crate) use commit::{wait_durable, GroupCommit};
 
 use crossbeam_epoch as epoch;
 
 use crate::blob;
 use crate::buffer::Status;
-use crate::error::{Error, Result};
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::shared::{lock, wait, Shared, Stable};
 use crate::stats::bump;
@@ -70,7 +75,8 @@ fn poison_after_panic(sh: &Shared, role: &str) {
     sh.flusher_cv.notify_all();
 }
 
-/// Body of the I/O writer thread. Exits when shut down with nothing queued.
+/// Body of the I/O writer thread: writes handed-off buffers (syncs are the waiters' job, see
+/// [`commit`]). Exits when shut down with nothing queued.
 pub(crate) fn io_loop(sh: Arc<Shared>) {
     let _poison_on_panic = PoisonOnUnwind::new(&sh, "I/O writer thread");
     loop {
@@ -78,10 +84,6 @@ pub(crate) fn io_loop(sh: Arc<Shared>) {
             let mut st = lock(&sh.stable);
             loop {
                 if !st.queue.is_empty() {
-                    break;
-                }
-                let sync_due = st.sync_requested > st.durable && st.written_end > st.durable;
-                if st.poison.is_none() && sync_due {
                     break;
                 }
                 if st.shutdown {
@@ -92,7 +94,6 @@ pub(crate) fn io_loop(sh: Arc<Shared>) {
             std::mem::take(&mut st.queue)
         };
         write_batch(&sh, &batch);
-        maybe_sync(&sh);
         reclaim(&sh);
     }
 }
@@ -170,31 +171,8 @@ fn note_written(st: &mut Stable, start: u64, end: u64) {
     }
 }
 
-/// One `fdatasync` if someone waits for durability the written prefix can give.
-fn maybe_sync(sh: &Shared) {
-    let target = {
-        let st = lock(&sh.stable);
-        if st.poison.is_some() || st.sync_requested <= st.durable || st.written_end <= st.durable {
-            return;
-        }
-        st.written_end
-    };
-    match sh.file.sync_data() {
-        Ok(()) => {
-            bump(&sh.counters.syncs, 1);
-            let mut st = lock(&sh.stable);
-            st.durable = st.durable.max(target);
-            drop(st);
-            sh.stable_cv.notify_all();
-        }
-        Err(e) => {
-            // Never retried: the kernel may have dropped the dirty pages already.
-            sh.fail("fdatasync data file", &sh.data_path, e);
-        }
-    }
-}
-
 /// Frees drained segments whose drain is durable, behind the epoch; truncates a free tail.
+/// Safe to run on several threads at once: each step takes its work items under a lock.
 fn reclaim(sh: &Shared) {
     let durable = lock(&sh.stable).durable;
     let (ids, horizon) = {
@@ -276,26 +254,6 @@ fn remove_blobs(sh: &Shared) {
     let dir = blob::blob_dir(&sh.cfg.path);
     if let Err(e) = sh.storage.sync_dir(&dir) {
         sh.fail("fsync blob directory", &dir, e);
-    }
-}
-
-/// Waits until every LSN below `target` is durable.
-pub(crate) fn wait_durable(sh: &Shared, target: u64) -> Result<()> {
-    let mut st = lock(&sh.stable);
-    loop {
-        if let Some(cause) = &st.poison {
-            return Err(Error::Poisoned {
-                cause: cause.clone(),
-            });
-        }
-        if st.durable >= target {
-            return Ok(());
-        }
-        if st.sync_requested < target {
-            st.sync_requested = target;
-            sh.io_cv.notify_one();
-        }
-        st = wait(&sh.stable_cv, st);
     }
 }
 

@@ -236,3 +236,48 @@ fn io_thread_panic_releases_a_sleeping_durability_waiter() {
     assert_eq!(*trap.threads.lock().unwrap(), ["logstore-io"]);
     drop_reraises(log);
 }
+
+/// The flusher leads the sync for the records it makes durable; if that sync panics on the
+/// flusher thread, the log is poisoned (nobody else ever syncs here).
+#[test]
+fn flusher_panic_poisons_the_log() {
+    let trap = Arc::new(Trap::default());
+    let log = open_trapped(
+        &trap,
+        Config {
+            flush_every_ms: Some(1),
+            ..small_config()
+        },
+    );
+    trap.on_sync.store(true, Ordering::SeqCst);
+    log.append(&body(0, 100)).unwrap();
+    let r = within_deadline("waiting for the flusher's panic", || loop {
+        match log.reserve(10) {
+            Ok(r) => r.abort(),
+            Err(e) => break Err::<(), _>(e),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    });
+    assert_poisoned_by_panic(r, "reserve");
+    assert_eq!(*trap.threads.lock().unwrap(), ["logstore-flusher"]);
+    let r = within_deadline("flush after the panic", || log.flush());
+    assert_poisoned_by_panic(r, "flush");
+    drop_reraises(log);
+}
+
+/// A committer leading a sync that panics gets the panic itself; everyone else gets
+/// `Poisoned` instead of waiting for a sync that will never finish.
+#[test]
+fn committer_panic_mid_sync_poisons_the_log() {
+    let trap = Arc::new(Trap::default());
+    let log = open_trapped(&trap, no_flusher());
+    let (lsn, _) = log.append(&body(0, 100)).unwrap();
+    trap.on_sync.store(true, Ordering::SeqCst);
+    let r = catch_unwind(AssertUnwindSafe(|| log.make_stable(lsn)));
+    assert!(r.is_err(), "the leading committer sees its own panic");
+    assert_eq!(trap.threads.lock().unwrap().len(), 1);
+    let r = within_deadline("make_stable after the panic", || log.make_stable(lsn));
+    assert_poisoned_by_panic(r, "make_stable");
+    // The background threads did not panic: dropping the log is quiet.
+    drop(log);
+}
