@@ -61,7 +61,7 @@ impl<M: PageModel> Inner<M> {
                 match word.state() {
                     SlotState::Free => {}
                     SlotState::OnDisk(w) => {
-                        let loc = Location::from_word(w).expect("an on-disk slot holds a location");
+                        let loc = Location::in_slot(w);
                         pages.push((pid, vec![loc]));
                     }
                     SlotState::InMemory(_) => {

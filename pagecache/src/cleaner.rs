@@ -67,7 +67,7 @@ impl<M: PageModel> Inner<M> {
             let word = slot.load();
             let mut view = match word.state() {
                 SlotState::OnDisk(w) => {
-                    let loc = Location::from_word(w).expect("an on-disk slot holds a location");
+                    let loc = Location::in_slot(w);
                     if !in_victim(loc.file_offset()) {
                         continue;
                     }

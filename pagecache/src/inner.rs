@@ -7,6 +7,7 @@
 //! earlier winner reserved (LSN order = CAS order per page). Recovery replays in LSN order.
 
 use std::marker::PhantomData;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crossbeam_epoch::Guard;
@@ -140,8 +141,8 @@ impl<M: PageModel> Inner<M> {
         payload: u64,
         guard: &'g Guard,
     ) -> Result<Option<PageView<'g, M>>> {
-        let loc = Location::from_word(payload).expect("an on-disk slot holds a location");
-        let base = match self.read_base(pid, loc) {
+        let loc = Location::in_slot(payload);
+        let base = match read_fragment(&self.log, &self.cfg.path, pid, loc, Kind::Base) {
             Ok(b) => b,
             // The page moved (relocated or freed) while we read: not corruption.
             Err(_) if slot.load() != word => return Ok(None),
@@ -156,25 +157,6 @@ impl<M: PageModel> Inner<M> {
         add(&self.counters.resident_bytes, view.head.chain_bytes as u64);
         self.maybe_evict(pid, guard)?;
         Ok(Some(view))
-    }
-
-    /// Reads and decodes the base fragment of `pid` at `loc`.
-    pub(crate) fn read_base(&self, pid: Pid, loc: Location) -> Result<(DiskPtr, M::Base)> {
-        let (ptr, body) = self.log.read_at(loc.file_offset(), loc.record_len())?;
-        let frag = fragment::decode(&body).map_err(|e| self.corrupt(pid, loc, &e))?;
-        if frag.kind != Kind::Base || frag.pid != pid {
-            let what = format!("found a {:?} fragment of {:?}", frag.kind, frag.pid);
-            return Err(self.corrupt(pid, loc, &what));
-        }
-        let base = codec::decode_exact(frag.payload).map_err(|e| self.corrupt(pid, loc, &e))?;
-        Ok((ptr, base))
-    }
-
-    pub(crate) fn corrupt(&self, pid: Pid, loc: Location, what: &str) -> Error {
-        Error::corruption(
-            format!("page {pid:?} at {loc:?}: {what}"),
-            self.cfg.path.join(logstore::DATA_FILE),
-        )
     }
 
     /// Installs `delta` on top of `expected`.
@@ -304,6 +286,33 @@ pub(crate) fn view_of<'g, M: PageModel>(
     // every thread pinned before then has unpinned: the chain outlives `'g`.
     let head = unsafe { &*ptr };
     PageView { pid, word, head }
+}
+
+/// Reads the fragment of `pid` at `loc`, checks it is of kind `want` and decodes its payload.
+/// Anything else found there is [`Error::Corruption`] of the data file in `dir`.
+pub(crate) fn read_fragment<T: bincode::Decode<()>>(
+    log: &Log,
+    dir: &Path,
+    pid: Pid,
+    loc: Location,
+    want: Kind,
+) -> Result<(DiskPtr, T)> {
+    let corrupt = |what: String| {
+        Error::corruption(
+            format!("page {pid:?} at {loc:?}: {what}"),
+            dir.join(logstore::DATA_FILE),
+        )
+    };
+    let (ptr, body) = log.read_at(loc.file_offset(), loc.record_len())?;
+    let frag = fragment::decode(&body).map_err(corrupt)?;
+    if frag.kind != want || frag.pid != pid {
+        return Err(corrupt(format!(
+            "found a {:?} fragment of {:?}",
+            frag.kind, frag.pid
+        )));
+    }
+    let payload = codec::decode_exact(frag.payload).map_err(corrupt)?;
+    Ok((ptr, payload))
 }
 
 /// The locations of a view's fragments, oldest first.

@@ -58,6 +58,12 @@ impl Location {
         (word >> (OFFSET_BITS + LEN_BITS) == 0 && loc.record_len() > 0).then_some(loc)
     }
 
+    /// The location an `OnDisk` slot word carries (only the page cache writes those words, so
+    /// anything else is a broken invariant).
+    pub(crate) fn in_slot(payload: u64) -> Location {
+        Location::from_word(payload).expect("an on-disk slot holds a location")
+    }
+
     /// Byte offset of the record header in the data file.
     pub fn file_offset(self) -> u64 {
         self.0 & (MAX_FILE_BYTES - 1)

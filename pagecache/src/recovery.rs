@@ -14,13 +14,13 @@ use logstore::{DiskPtr, Log, Lsn, RecoveredRecord};
 use radix::{Pid, PidAllocator, RadixTable, SlotWord};
 
 use crate::checkpoint;
-use crate::codec;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fragment::{self, Kind};
+use crate::inner::read_fragment;
 use crate::location::Location;
 use crate::model::PageModel;
-use crate::node::{Body, Node};
+use crate::node::Node;
 use crate::stats::{add, Counters};
 
 /// What recovery hands to the cache.
@@ -135,40 +135,21 @@ fn materialize<M: PageModel>(
     locs: &[Location],
     live: &mut Vec<DiskPtr>,
 ) -> Result<Box<Node<M>>> {
-    let data = cfg.path.join(logstore::DATA_FILE);
-    let corrupt = |loc: Location, what: String| {
-        Error::corruption(format!("page {pid:?} at {loc:?}: {what}"), &data)
-    };
-    let mut head: Option<Box<Node<M>>> = None;
-    for (i, &loc) in locs.iter().enumerate() {
-        let (ptr, body) = log.read_at(loc.file_offset(), loc.record_len())?;
+    let (base_loc, delta_locs) = locs
+        .split_first()
+        .expect("a page has at least one fragment");
+    let (ptr, base) = read_fragment(log, &cfg.path, pid, *base_loc, Kind::Base)?;
+    live.push(ptr);
+    let mut head = Node::<M>::base(base, ptr, 0);
+    head.mark_completed();
+    for &loc in delta_locs {
+        let (ptr, delta) = read_fragment(log, &cfg.path, pid, loc, Kind::Delta)?;
         live.push(ptr);
-        let frag = fragment::decode(&body).map_err(|e| corrupt(loc, e))?;
-        let want = if i == 0 { Kind::Base } else { Kind::Delta };
-        if frag.pid != pid || frag.kind != want {
-            return Err(corrupt(loc, format!("a {:?} of {:?}", frag.kind, frag.pid)));
-        }
-        let node = match head.take() {
-            None => {
-                let base = codec::decode_exact(frag.payload).map_err(|e| corrupt(loc, e))?;
-                Node::base(base, ptr, 0)
-            }
-            Some(older) => {
-                let delta = codec::decode_exact(frag.payload).map_err(|e| corrupt(loc, e))?;
-                let older = Box::into_raw(older);
-                // SAFETY: `older` is ours (never published); the new node takes ownership of it
-                // below by being published as its head (or dropped with it on error paths,
-                // which `Node`'s drop handles since the link is set).
-                Node::delta(delta, ptr, unsafe { &*older })
-            }
-        };
-        node.mark_completed();
-        head = Some(node);
+        let older = Box::into_raw(head);
+        // SAFETY: `older` was never published and is ours; the new node links to it and owns
+        // it from here on (its drop frees the older nodes too).
+        head = Node::delta(delta, ptr, unsafe { &*older });
+        head.mark_completed();
     }
-    let head = head.expect("a page has at least one fragment");
-    debug_assert!(matches!(
-        head.chain().last().map(|n| &n.body),
-        Some(Body::Base(_))
-    ));
     Ok(head)
 }
