@@ -11,6 +11,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use logstore::io::SimRng;
 use logstore::io::{CrashMode, Fault, FaultPlan, FaultRule, SimStorage, Site};
 use logstore::{Config, DiskPtr, Error, Log, Lsn};
 
@@ -28,7 +29,7 @@ fn one_run(seed: u64, plan: FaultPlan, cfg: &Config, tally: &mut Tally) {
     let sim = SimStorage::new();
     let (log, _) = Log::open(cfg.clone(), Arc::new(sim.clone()), Lsn(0)).unwrap();
     sim.set_fault_plan(Some(plan));
-    let mut rng = Rng(seed);
+    let mut rng = SimRng::new(seed);
     let mut completed: Vec<(Vec<u8>, DiskPtr)> = Vec::new();
     let mut acked = 0usize;
     let mut poisoned = false;

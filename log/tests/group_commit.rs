@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use logstore::io::SimRng;
 use logstore::io::{CrashMode, SimStorage};
 use logstore::{Config, Error, Log, Lsn};
 
@@ -25,7 +26,7 @@ fn acknowledged_commits_survive_power_loss_mid_run() {
         segment_size_bytes: 4096,
         ..small_config()
     };
-    let mut rng = Rng(seed);
+    let mut rng = SimRng::new(seed);
     for run in 0..runs {
         let sim = SimStorage::new();
         let (log, _) = Log::open(cfg.clone(), Arc::new(sim.clone()), Lsn(0)).unwrap();
@@ -46,7 +47,7 @@ fn acknowledged_commits_survive_power_loss_mid_run() {
             }
             std::thread::sleep(Duration::from_micros(300 + rng.below(3000)));
             let mode = [CrashMode::DROP_UNSYNCED, CrashMode::TORN, CrashMode::CHAOS];
-            sim.crash(rng.next(), mode[rng.below(3) as usize]);
+            sim.crash(rng.next_u64(), mode[rng.below(3) as usize]);
         });
         drop(log);
         let (_log, recs) = Log::open(cfg.clone(), Arc::new(sim), Lsn(0)).unwrap();

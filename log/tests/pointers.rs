@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use logstore::io::SimRng;
 use logstore::io::SimStorage;
 use logstore::{DiskPtr, Error, Log};
 
@@ -172,7 +173,7 @@ fn forged_pointers_near_the_head_race_with_nobody() {
         for t in 0..2u64 {
             let (log, written, done) = (&log, &written, &done);
             s.spawn(move || {
-                let mut rng = Rng(seed ^ (t + 1));
+                let mut rng = SimRng::new(seed ^ (t + 1));
                 for i in 0..1500u64 {
                     if past(deadline) {
                         break;
@@ -187,7 +188,7 @@ fn forged_pointers_near_the_head_race_with_nobody() {
                 done.fetch_add(1, std::sync::atomic::Ordering::Release);
             });
         }
-        let mut rng = Rng(seed);
+        let mut rng = SimRng::new(seed);
         while done.load(std::sync::atomic::Ordering::Acquire) < 2 {
             let newest = written.lock().unwrap().last_key_value().map(|(_, v)| v.1);
             let Some(known) = newest else {

@@ -8,6 +8,7 @@
 mod common;
 
 use common::*;
+use logstore::io::SimRng;
 use logstore::io::{CrashMode, SimStorage};
 use std::sync::Arc;
 
@@ -191,11 +192,11 @@ fn power_loss_with_concurrent_writers() {
         let (log, _) = Log::open(cfg.clone(), Arc::new(sim.clone()), Lsn(0)).unwrap();
         // (lsn, body, acknowledged durable)
         let done: Mutex<Vec<(Lsn, Vec<u8>, bool)>> = Mutex::new(Vec::new());
-        let mut rng = Rng(seed ^ run);
+        let mut rng = SimRng::new(seed ^ run);
         std::thread::scope(|s| {
             for t in 0..3u64 {
                 let (log, done) = (&log, &done);
-                let mut rng = Rng(rng.next() ^ t);
+                let mut rng = SimRng::new(rng.next_u64() ^ t);
                 s.spawn(move || {
                     let mut mine: Vec<usize> = Vec::new();
                     for i in 0.. {
@@ -229,7 +230,7 @@ fn power_loss_with_concurrent_writers() {
                 });
             }
             std::thread::sleep(std::time::Duration::from_micros(200 + rng.below(3000)));
-            sim.crash(rng.next(), mode(rng.below(4) as u8));
+            sim.crash(rng.next_u64(), mode(rng.below(4) as u8));
         });
         drop(log);
         let (_log, recs) = Log::open(cfg.clone(), Arc::new(sim), Lsn(0)).unwrap();

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use common::*;
 use logstore::io::FileStorage;
+use logstore::io::SimRng;
 use logstore::{Config, Log, Lsn};
 
 const CHILD_ENV: &str = "LOGSTORE_SIGKILL_CHILD";
@@ -63,7 +64,7 @@ fn sigkill_cycles_keep_a_durable_prefix() {
         return;
     }
     let cycles = env_u64(&["SIGKILL_CYCLES", "LOG_CRASH_CYCLES"], 30);
-    let mut rng = Rng(seed("SIGKILL_SEED"));
+    let mut rng = SimRng::new(seed("SIGKILL_SEED"));
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let exe = std::env::current_exe().unwrap();

@@ -11,6 +11,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use logstore::io::SimRng;
 use logstore::io::{FileStorage, SimStorage, Storage};
 use logstore::{Config, Log, Lsn};
 
@@ -26,7 +27,8 @@ fn run(storage: Arc<dyn Storage>, cfg: Config, threads: u64, ops: u64, seed: u64
                 .map(|t| {
                     let log = &log;
                     s.spawn(move || {
-                        let mut rng = Rng(seed ^ (t + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+                        let mut rng =
+                            SimRng::new(seed ^ (t + 1).wrapping_mul(0xA24B_AED4_963E_E407));
                         let mut mine = Vec::new();
                         for i in 0..ops {
                             if i > 0 && past(deadline) {
@@ -147,7 +149,7 @@ fn stress_churn_with_segment_reuse() {
             for t in 0..3u64 {
                 let (log, live, all) = (&log, &live, &all);
                 s.spawn(move || {
-                    let mut rng = Rng(seed ^ (t + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                    let mut rng = SimRng::new(seed ^ (t + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                     for i in 0..ops {
                         if i > 0 && past(deadline) {
                             break;

@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use logstore::io::SimRng;
 use logstore::io::{CrashMode, Fault, FaultPlan, FaultRule, Op, SimStorage, Site};
 use logstore::{Config, Error, Log, Lsn};
 
@@ -23,7 +24,7 @@ fn flush_leaves_nothing_unsynced() {
         io_buffer_size_bytes: 1024,
         ..small_config()
     };
-    let mut rng = Rng(7);
+    let mut rng = SimRng::new(7);
     for reopen in 0..3 {
         let (log, _) = Log::open(cfg.clone(), Arc::new(sim.clone()), Lsn(0)).unwrap();
         assert_all_synced(&sim, &format!("after open #{reopen}"));

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
+use logstore::io::SimRng;
 use logstore::io::{SimStorage, Storage};
 use logstore::{Config, DiskPtr, Log, Lsn, DATA_FILE};
 
@@ -149,9 +150,9 @@ fn zeroed_and_garbage_tails() {
     assert_eq!(recover(&sim_with(&zeroed)).len(), first_in_last);
     // Garbage with plausible-looking lengths must never size an allocation or panic.
     let mut garbage = file.clone();
-    let mut rng = Rng(42);
+    let mut rng = SimRng::new(42);
     for b in &mut garbage[start + 32..] {
-        *b = rng.next() as u8;
+        *b = rng.next_u64() as u8;
     }
     check_prefix(
         &recover(&sim_with(&garbage)),

@@ -402,15 +402,7 @@ fn run(acts: &[Act]) -> Result<(), TestCaseError> {
 
 #[test]
 fn pagecache_matches_model_across_restarts_and_crashes() {
-    let seed = std::env::var("PAGECACHE_MODEL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    eprintln!("seed: PAGECACHE_MODEL_SEED={seed}");
+    let seed = logstore::io::seed_from_env("PAGECACHE_MODEL_SEED");
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())

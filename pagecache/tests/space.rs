@@ -57,12 +57,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// SplitMix64.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// A reproducible value for entry `k` of page `seed`.
+fn mix(z: u64) -> u64 {
+    logstore::io::SimRng::new(z).next_u64()
 }
 
 fn page(entries: u64, seed: u64) -> Map {

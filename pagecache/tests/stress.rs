@@ -11,7 +11,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use logstore::io::SimRng;
 
 use common::*;
 use logstore::io::SimStorage;
@@ -19,23 +21,6 @@ use radix::Pid;
 
 const THREADS: u64 = 4;
 const SHARED_PAGES: usize = 4;
-
-/// splitmix64: a seeded, dependency-free generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// What one thread did: its successful updates per shared page, and its live private pages
 /// with their contents.
@@ -53,7 +38,7 @@ fn my_value(page: &Map, t: u64) -> u64 {
 
 /// One thread's run until `deadline`.
 fn worker(cache: &Cache, shared: &[Pid], t: u64, seed: u64, deadline: Instant) -> Outcome {
-    let mut rng = Rng(seed ^ t.wrapping_mul(0xA24B_AED4_963E_E407));
+    let mut rng = SimRng::new(seed ^ t.wrapping_mul(0xA24B_AED4_963E_E407));
     let mut out = Outcome::default();
     while Instant::now() < deadline {
         out.ops += 1;
@@ -154,13 +139,7 @@ fn check(cache: &Cache, shared: &[Pid], outcomes: &[Outcome], when: &str) {
 
 #[test]
 fn four_threads_update_evict_and_free_then_reopen() {
-    let seed = std::env::var("PC_STRESS_SEED").map_or_else(
-        |_| {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-            now.as_nanos() as u64
-        },
-        |s| s.parse().expect("PC_STRESS_SEED is a u64"),
-    );
+    let seed = logstore::io::seed_from_env("PC_STRESS_SEED");
     let ms = std::env::var("PC_STRESS_MS").map_or(2000, |s| s.parse().expect("PC_STRESS_MS"));
     println!("pagecache stress: PC_STRESS_SEED={seed} PC_STRESS_MS={ms}");
 

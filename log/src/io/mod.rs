@@ -33,7 +33,7 @@ mod trace;
 
 pub use fault::{Fault, FaultCounts, FaultPlan, FaultRule, Site, Trigger};
 pub use file::{FileHandle, FileStorage, FILE_MODE};
-pub use rng::SimRng;
+pub use rng::{seed_from_env, SimRng};
 pub use sim::{CrashMode, SimFile, SimStorage, SECTOR_SIZE};
 pub use trace::{FileId, Op, Trace, Unsynced};
 

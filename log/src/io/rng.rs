@@ -5,6 +5,25 @@
 //! because a failing seed must reproduce forever: `rand` documents that `SmallRng`'s algorithm
 //! may change between versions, and a seed printed by CI should mean the same crash next year.
 
+/// The seed a randomized test runs with: the value of the environment variable `var` if set,
+/// else one taken from the clock. Printed to stderr (`seed: VAR=...`) so any failure
+/// reproduces with that assignment.
+///
+/// # Panics
+/// If `var` is set but is not a `u64` (a typo must not silently run another seed).
+pub fn seed_from_env(var: &str) -> u64 {
+    let seed = match std::env::var(var) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v:?} is not a u64 seed")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+    };
+    eprintln!("seed: {var}={seed}");
+    seed
+}
+
 /// A seeded SplitMix64 generator. Same seed, same sequence, on every platform and version.
 #[derive(Debug, Clone)]
 pub struct SimRng {

@@ -20,16 +20,7 @@ fn dir() -> &'static Path {
 }
 
 fn seed() -> u64 {
-    let s = std::env::var("CHECKPOINT_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    eprintln!("seed: CHECKPOINT_SEED={s}");
-    s
+    logstore::io::seed_from_env("CHECKPOINT_SEED")
 }
 
 /// A simulated disk holding a durable, empty database directory with the log's own files.
