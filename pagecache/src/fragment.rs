@@ -124,7 +124,7 @@ mod tests {
     use super::*;
 
     fn loc(w: u64) -> Location {
-        Location::from_word(w | 1 << 40).unwrap()
+        Location::from_word(w | 1 << 39).unwrap()
     }
 
     #[test]

@@ -182,10 +182,14 @@ impl<M: PageModel> Inner<M> {
         add(&self.counters.resident_bytes, view.head.own_bytes() as u64);
         self.counters.record_chain_len(view.head.len);
         if view.head.len > self.cfg.fragment_cap {
-            // Best effort: if someone changed the page meanwhile, they carry on from there.
+            // Best effort: if someone changed the page meanwhile, they carry on from there;
+            // a page too large for one record keeps its long chain until its owner splits
+            // it. The delta is installed either way, so only I/O failures are reported.
             let base = view.consolidate();
-            if let Ok(v) = self.replace(base, &view, guard)? {
-                return Ok(Ok(v));
+            match self.replace(base, &view, guard) {
+                Ok(Ok(v)) => return Ok(Ok(v)),
+                Ok(Err(_)) | Err(Error::FragmentTooLarge { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         self.maybe_evict(pid, guard)?;
