@@ -130,7 +130,17 @@ impl Config {
 
     /// Opens the database.
     pub fn open(&self) -> Result<Db> {
-        Db::open_with(self.clone())
+        Db::open_with(self.clone(), std::sync::Arc::new(logstore::io::FileStorage))
+    }
+
+    /// Opens the database on another storage implementation (tests: the log's simulated
+    /// disk with power loss and fault injection). Not part of the stable API.
+    #[doc(hidden)]
+    pub fn open_on_storage(
+        &self,
+        storage: std::sync::Arc<dyn logstore::io::Storage>,
+    ) -> Result<Db> {
+        Db::open_with(self.clone(), storage)
     }
 
     /// The largest key or value this configuration accepts.

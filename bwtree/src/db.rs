@@ -42,10 +42,10 @@ pub fn open<P: AsRef<Path>>(path: P) -> Result<Db> {
 }
 
 impl Db {
-    pub(crate) fn open_with(cfg: Config) -> Result<Db> {
+    pub(crate) fn open_with(cfg: Config, storage: Arc<dyn logstore::io::Storage>) -> Result<Db> {
         let knobs = cfg.knobs()?;
         let (path, temp) = resolve_path(&cfg)?;
-        let cache = PageCache::open(cfg.cache_config(path.clone()))?;
+        let cache = PageCache::open_with_storage(cfg.cache_config(path.clone()), storage)?;
         let core = Arc::new(Core {
             cache,
             knobs,

@@ -222,6 +222,11 @@ fn background_loop<M: PageModel>(inner: &Inner<M>, stop: &(Mutex<bool>, Condvar)
     let (mut last_ckpt, mut last_clean) = (Instant::now(), Instant::now());
     let mut stopped = lock(&stop.0);
     loop {
+        // Checked before waiting too: a stop requested before this thread first took the
+        // lock must not wait out a whole tick.
+        if *stopped {
+            return;
+        }
         stopped = stop
             .1
             .wait_timeout(stopped, tick)
