@@ -332,7 +332,7 @@ impl Run {
         let (db, trees) = Run::open(&self.sim);
         let got = Run::dump(&trees);
         prop_assert!(
-            self.history.iter().any(|s| *s == got),
+            self.history.contains(&got),
             "recovered state is no prefix of the writes since the last flush\n got: {:?}\n durable: {:?}\n newest: {:?}",
             got,
             self.history[0],
