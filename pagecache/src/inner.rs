@@ -306,15 +306,18 @@ pub(crate) fn view_of<'g, M: PageModel>(
     // (`_guard`), and chains leave a slot only through `retire`, which defers the drop until
     // every thread pinned before then has unpinned: the chain outlives `'g`.
     let head = unsafe { &*ptr };
-    // Uncommitted staged deltas are only ever at the top (nobody but their group builds on
-    // them): the view starts below them. `is_staged` loads the group's outcome with Acquire,
-    // so a reader that sees a group committed on this page sees it committed on every page it
-    // reads next (group/mod.rs).
+    // Uncommitted staged deltas are only ever at the top, all of one group (nobody but their
+    // group builds on them): the view starts below them. The group's outcome is loaded once
+    // (Acquire, see `GroupState::is_committed`): loading it per node could see a group commit
+    // between two of its deltas on this page and show half of them. A reader that sees a group
+    // committed on one page sees it committed on every page it reads next (group/mod.rs).
     let mut top = head;
-    while top.is_staged() {
-        top = top
-            .older()
-            .expect("a staged delta sits on a committed chain");
+    if let Some(group) = head.group().filter(|g| !g.is_committed()) {
+        while top.staged_by(group) {
+            top = top
+                .older()
+                .expect("a staged delta sits on a committed chain");
+        }
     }
     PageView {
         pid,

@@ -118,7 +118,7 @@ impl<M: PageModel> Node<M> {
     }
 
     /// The record holding this node's fragment. Panics for an uncommitted staged node (it
-    /// has none yet; readers never reach one, see [`Node::is_staged`]).
+    /// has none yet; views start below them, see `inner::view_of`).
     pub(crate) fn disk(&self) -> DiskPtr {
         match &self.disk {
             Disk::Own(ptr) => *ptr,
@@ -132,12 +132,6 @@ impl<M: PageModel> Node<M> {
             Disk::Own(_) => None,
             Disk::Group(g) => Some(g),
         }
-    }
-
-    /// Whether this node belongs to a group that has not committed (staged or aborted): it
-    /// is invisible, and nobody but its group may build on it or remove it.
-    pub(crate) fn is_staged(&self) -> bool {
-        self.group().is_some_and(|g| !g.is_committed())
     }
 
     /// Whether this node was staged by `group`.
