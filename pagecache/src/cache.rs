@@ -13,6 +13,7 @@ use radix::Pid;
 use crate::cleaner::CleanReport;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::group::Group;
 use crate::inner::{Inner, Installed};
 use crate::model::PageModel;
 use crate::recovery;
@@ -113,6 +114,14 @@ impl<M: PageModel> PageCache<M> {
         guard: &'g Guard,
     ) -> Result<std::result::Result<(), ()>> {
         self.inner.free(expected, guard)
+    }
+
+    /// Starts an atomic group: deltas staged on several pages with [`Group::stage`] become
+    /// durable as one log record and visible at one instant at [`Group::commit`]. While
+    /// staged, a page's head is invisible and refuses every other change (`prepend`,
+    /// `replace`, `free` return the value back, as if their CAS had lost).
+    pub fn begin_group<'g>(&self, guard: &'g Guard) -> Group<'g, M> {
+        Group::new(Arc::clone(&self.inner), guard)
     }
 
     /// Evicts the page now if it is resident and still as `expected` shows it (testbed and
