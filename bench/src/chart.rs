@@ -1,4 +1,4 @@
-//! The `kv` chart (SVG, plotters): one group of horizontal bars per phase, one bar per engine,
+//! The chart of an engine suite (`kv`, `ycsb`) (SVG, plotters): one group of horizontal bars per phase, one bar per engine,
 //! each the engine's figure relative to the best engine of that phase (1.0 = best; for sizes and
 //! times the smallest is best), so phases with different units share one axis.
 
@@ -7,7 +7,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::kv::KvReport;
+use crate::kv::EngineReport;
 
 const PALETTE: [RGBColor; 7] = [
     RGBColor(0xd6, 0x27, 0x28), // bwtree: red
@@ -21,7 +21,7 @@ const PALETTE: [RGBColor; 7] = [
 
 /// Each engine's score per phase of the first report: figure over the best (or best over figure
 /// for lower-is-better units), in `0..=1`; `None` where an engine lacks the phase.
-fn scores(reports: &[KvReport]) -> Vec<(String, Vec<Option<f64>>)> {
+fn scores(reports: &[EngineReport]) -> Vec<(String, Vec<Option<f64>>)> {
     let mut out: Vec<(String, Vec<Option<f64>>)> = reports
         .iter()
         .map(|r| (r.engine.clone(), Vec::new()))
@@ -57,7 +57,11 @@ fn scores(reports: &[KvReport]) -> Vec<(String, Vec<Option<f64>>)> {
 }
 
 /// Writes the chart to `path` (SVG).
-pub fn write_svg(reports: &[KvReport], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+pub fn write_svg(
+    reports: &[EngineReport],
+    title: &str,
+    path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     if reports.is_empty() {
         return Ok(());
     }
@@ -68,10 +72,7 @@ pub fn write_svg(reports: &[KvReport], path: &Path) -> Result<(), Box<dyn std::e
     root.fill(&WHITE)?;
     let n = phases.len() as f64;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "kv suite: each engine relative to the best per phase (1.0 = best)",
-            ("sans-serif", 18),
-        )
+        .caption(title, ("sans-serif", 18))
         .margin(15)
         .margin_left(230)
         .x_label_area_size(30)

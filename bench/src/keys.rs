@@ -31,8 +31,7 @@ impl Dataset {
     /// value pool, all from `seed`.
     pub fn generate(seed: u64, count: usize) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
-        let mut pool = vec![0u8; POOL_LEN];
-        rng.fill(&mut pool[..]);
+        let pool = value_pool(&mut rng);
         let mut keys = vec![[0u8; KEY_LEN]; count];
         for key in &mut keys {
             rng.fill(&mut key[..]);
@@ -48,9 +47,21 @@ impl Dataset {
     pub fn value(&self, key: &Key) -> &[u8] {
         let mut word = [0u8; 8];
         word.copy_from_slice(&key[..8]);
-        let offset = (u64::from_le_bytes(word) % (POOL_LEN - VALUE_LEN) as u64) as usize;
-        &self.pool[offset..offset + VALUE_LEN]
+        pool_window(&self.pool, u64::from_le_bytes(word), VALUE_LEN)
     }
+}
+
+/// A pool of random bytes that values are cut from (see [`pool_window`]).
+pub fn value_pool(rng: &mut impl Rng) -> Vec<u8> {
+    let mut pool = vec![0u8; POOL_LEN];
+    rng.fill(&mut pool[..]);
+    pool
+}
+
+/// The `len`-byte value for `word` (a key-derived number): a window of `pool`.
+pub fn pool_window(pool: &[u8], word: u64, len: usize) -> &[u8] {
+    let offset = (word % (pool.len() - len) as u64) as usize;
+    &pool[offset..offset + len]
 }
 
 /// Indexes `0..count` in a seeded random order (`stream` tells independent orders apart).

@@ -9,12 +9,15 @@
 mod alloc_counter;
 mod chart;
 mod engine;
+mod engine_suites;
+mod isolate;
 mod keys;
 mod kv;
 mod log_suite;
 mod radix_suite;
 mod report;
 mod rss;
+mod ycsb;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,7 +31,7 @@ static ALLOC: alloc_counter::CountingAlloc = alloc_counter::CountingAlloc;
 enum Suite {
     /// Key-value store phases of the redb benchmark, against the peer stores (the default).
     Kv,
-    /// YCSB workloads A, B, C, E, F (not built yet).
+    /// YCSB workloads A, B, C, E, F, uniform and zipfian, against the peer stores.
     Ycsb,
     /// In-memory ordered maps (not built yet).
     Mem,
@@ -60,13 +63,13 @@ struct Cli {
     /// The long version: more keys, more repeats and more operations per run.
     #[arg(long)]
     full: bool,
-    /// kv suite: engines to compare (comma-separated; default: every engine built in).
+    /// kv and ycsb suites: engines to compare (comma-separated; default: every engine built in).
     #[arg(long, value_delimiter = ',')]
     engines: Vec<String>,
-    /// kv suite: pairs of the bulk load (default: 200000, with --full 1000000).
+    /// kv and ycsb suites: pairs loaded (default: kv 200000 and ycsb 100000; with --full, 1M).
     #[arg(long)]
     keys: Option<usize>,
-    /// kv suite: every engine's cache budget in MiB.
+    /// kv and ycsb suites: every engine's cache budget in MiB.
     #[arg(long, default_value_t = 64)]
     cache_mib: u64,
     /// Threads to measure with (comma-separated).
@@ -98,86 +101,18 @@ enum Command {
     #[command(hide = true)]
     RunChild {
         /// A `kv::spec::KvSpec` as JSON.
+        #[arg(long, conflicts_with = "ycsb")]
+        kv: Option<String>,
+        /// A `ycsb::YcsbSpec` as JSON.
         #[arg(long)]
-        kv: String,
+        ycsb: Option<String>,
     },
-}
-
-/// The child side of the one-process-per-engine protocol.
-fn run_child(spec_json: &str) -> ExitCode {
-    let result = serde_json::from_str::<kv::spec::KvSpec>(spec_json)
-        .map_err(engine::Error::from)
-        .and_then(|spec| kv::run_child(&spec));
-    match result.and_then(|report| Ok(serde_json::to_string(&report)?)) {
-        Ok(json) => {
-            println!("{json}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("child failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Runs the kv suite; its table goes to stdout, its report, table and chart to `cli.out`.
-fn run_kv(cli: &Cli) -> Result<Vec<report::Row>, String> {
-    let available = engine::available();
-    let engines: Vec<String> = if cli.engines.is_empty() {
-        available.iter().map(|s| s.to_string()).collect()
-    } else {
-        cli.engines.clone()
-    };
-    if let Some(bad) = engines.iter().find(|e| !available.contains(&e.as_str())) {
-        return Err(format!(
-            "engine `{bad}` is not built in (built: {})",
-            available.join(", ")
-        ));
-    }
-    let keys = cli
-        .keys
-        .unwrap_or(if cli.full { 1_000_000 } else { 200_000 });
-    let cfg = kv::KvConfig {
-        engines,
-        keys,
-        seed: cli.seed,
-        cache_capacity_bytes: cli.cache_mib << 20,
-        batches: if cli.full { 100 } else { 20 },
-        range_reads: keys / 2,
-        read_threads: cli.threads.iter().copied().filter(|&t| t > 1).collect(),
-        scratch: cli.out.join("scratch"),
-    };
-    let reports = kv::run(&cfg);
-    let table = kv::markdown(&reports);
-    println!("\n{table}");
-    let save = || -> std::io::Result<()> {
-        std::fs::create_dir_all(&cli.out)?;
-        std::fs::write(cli.out.join("kv.md"), &table)?;
-        let json = serde_json::to_string_pretty(&reports).map_err(std::io::Error::other)?;
-        std::fs::write(cli.out.join("kv.json"), json)?;
-        chart::write_svg(&reports, &cli.out.join("kv.svg"))
-            .map_err(|e| std::io::Error::other(e.to_string()))
-    };
-    save().map_err(|e| {
-        format!(
-            "could not save the kv results under {}: {e}",
-            cli.out.display()
-        )
-    })?;
-    eprintln!(
-        "kv table, JSON and chart saved to {}/kv.{{md,json,svg}}",
-        cli.out.display()
-    );
-    if reports.len() < cfg.engines.len() {
-        return Err("some engines failed (see above)".into());
-    }
-    Ok(kv::rows(&reports))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::RunChild { kv }) = &cli.command {
-        return run_child(kv);
+    if let Some(Command::RunChild { kv, ycsb }) = &cli.command {
+        return engine_suites::run_child(kv.as_deref(), ycsb.as_deref());
     }
     let suites = if cli.suite.is_empty() {
         vec![Suite::Kv]
@@ -188,15 +123,20 @@ fn main() -> ExitCode {
     let mut failed = false;
     for suite in suites {
         match suite {
-            Suite::Kv => match run_kv(&cli) {
-                Ok(kv_rows) => rows.extend(kv_rows),
-                Err(e) => {
-                    eprintln!("kv: {e}");
-                    failed = true;
+            Suite::Kv | Suite::Ycsb => {
+                let name = if suite == Suite::Kv { "kv" } else { "ycsb" };
+                match engine_suites::run(name, &engine_suites::Options::from(&cli)) {
+                    Ok(suite_rows) => rows.extend(suite_rows),
+                    Err(e) => {
+                        eprintln!("{name}: {e}");
+                        failed = true;
+                    }
                 }
-            },
-            Suite::Ycsb | Suite::Mem | Suite::Stress => {
-                eprintln!("suite {suite:?} is not built yet (issue 6); built: kv, radix, log");
+            }
+            Suite::Mem | Suite::Stress => {
+                eprintln!(
+                    "suite {suite:?} is not built yet (issue 6); built: kv, ycsb, radix, log"
+                );
                 return ExitCode::FAILURE;
             }
             Suite::Radix => {
@@ -235,7 +175,11 @@ fn main() -> ExitCode {
             }
         }
     }
-    let others: Vec<report::Row> = rows.iter().filter(|r| r.suite != "kv").cloned().collect();
+    let others: Vec<report::Row> = rows
+        .iter()
+        .filter(|r| r.suite != "kv" && r.suite != "ycsb")
+        .cloned()
+        .collect();
     if !others.is_empty() {
         println!("{}", report::markdown(&others, &["radix", "logstore"]));
     }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::spec::{KvReport, KvSpec, Phase, Unit};
+use super::spec::{EngineReport, KvSpec, Phase, Unit};
 use crate::engine::{self, Durability, Engine, Op, OpenOptions, Result};
 use crate::keys::{self, Dataset, Key, KEY_LEN, VALUE_LEN};
 use crate::rss;
@@ -24,7 +24,7 @@ struct Run<'a> {
 }
 
 /// Runs every phase on a fresh store and reports the figures.
-pub fn run(spec: &KvSpec) -> Result<KvReport> {
+pub fn run(spec: &KvSpec) -> Result<EngineReport> {
     let extra = spec.individual_writes + spec.batches * spec.batch_size;
     let data = Dataset::generate(spec.seed, spec.keys + extra);
     let harness_rss_bytes = rss::current_bytes().unwrap_or(0);
@@ -58,7 +58,7 @@ pub fn run(spec: &KvSpec) -> Result<KvReport> {
             harness_rss_bytes as f64 / f64::from(1u32 << 20)
         ),
     });
-    Ok(KvReport {
+    Ok(EngineReport {
         engine: spec.engine.clone(),
         phases,
         harness_rss_bytes,

@@ -25,13 +25,12 @@ pub mod spec;
 mod table;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 pub use child::run as run_child;
-pub use spec::KvReport;
+pub use spec::EngineReport;
 pub use table::{markdown, rows};
 
-use crate::engine;
+use crate::{engine, isolate};
 
 /// The parent's view of a `kv` run.
 #[derive(Clone, Debug)]
@@ -49,7 +48,7 @@ pub struct KvConfig {
 
 /// Runs every engine in its own child process, one after the other, and collects the reports of
 /// those that finished (a failed engine is reported on stderr and left out).
-pub fn run(cfg: &KvConfig) -> Vec<KvReport> {
+pub fn run(cfg: &KvConfig) -> Vec<EngineReport> {
     let mut reports = Vec::new();
     for name in &cfg.engines {
         match run_one(cfg, name) {
@@ -60,14 +59,11 @@ pub fn run(cfg: &KvConfig) -> Vec<KvReport> {
     reports
 }
 
-fn run_one(cfg: &KvConfig, name: &str) -> engine::Result<KvReport> {
-    std::fs::create_dir_all(&cfg.scratch)?;
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("kv-{name}-"))
-        .tempdir_in(&cfg.scratch)?;
+fn run_one(cfg: &KvConfig, name: &str) -> engine::Result<EngineReport> {
+    let (_dir, db) = isolate::fresh_dir(&cfg.scratch, "kv", name)?;
     let spec = spec::KvSpec {
         engine: name.to_string(),
-        dir: dir.path().join("db"),
+        dir: db,
         seed: cfg.seed,
         keys: cfg.keys,
         cache_capacity_bytes: cfg.cache_capacity_bytes,
@@ -84,16 +80,5 @@ fn run_one(cfg: &KvConfig, name: &str) -> engine::Result<KvReport> {
         cfg.keys,
         cfg.cache_capacity_bytes >> 20
     );
-    let output = Command::new(std::env::current_exe()?)
-        .arg("run-child")
-        .arg("--kv")
-        .arg(serde_json::to_string(&spec)?)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .output()?;
-    if !output.status.success() {
-        return Err(format!("child exited with {}", output.status).into());
-    }
-    Ok(serde_json::from_slice(&output.stdout)?)
+    isolate::run_child("kv", &spec)
 }

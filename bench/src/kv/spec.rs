@@ -85,9 +85,9 @@ pub struct Phase {
     pub note: String,
 }
 
-/// Everything one child measured.
+/// Everything one child measured (the `kv` and `ycsb` suites both report this).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct KvReport {
+pub struct EngineReport {
     pub engine: String,
     pub phases: Vec<Phase>,
     /// Resident memory before the store was opened (the harness's keys and value pool).

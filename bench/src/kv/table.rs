@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::spec::{KvReport, Phase, Unit};
+use super::spec::{EngineReport, Phase, Unit};
 use crate::report::Row;
 
 /// The project's own engine: the one every ratio is taken against.
@@ -19,12 +19,12 @@ pub fn ratio(unit: Unit, ours: f64, theirs: f64) -> f64 {
     }
 }
 
-fn phase<'a>(report: &'a KvReport, name: &str) -> Option<&'a Phase> {
+fn phase<'a>(report: &'a EngineReport, name: &str) -> Option<&'a Phase> {
     report.phases.iter().find(|p| p.name == name)
 }
 
 /// The best peer (not bwtree) of one phase: its name and figure.
-fn best_peer<'a>(reports: &'a [KvReport], name: &str) -> Option<(&'a str, &'a Phase)> {
+fn best_peer<'a>(reports: &'a [EngineReport], name: &str) -> Option<(&'a str, &'a Phase)> {
     reports
         .iter()
         .filter(|r| r.engine != OURS)
@@ -36,7 +36,7 @@ fn best_peer<'a>(reports: &'a [KvReport], name: &str) -> Option<(&'a str, &'a Ph
 }
 
 /// The Markdown table of a `kv` run (phases in the order the first report measured them).
-pub fn markdown(reports: &[KvReport]) -> String {
+pub fn markdown(reports: &[EngineReport]) -> String {
     let Some(first) = reports.first() else {
         return "no kv results\n".into();
     };
@@ -80,7 +80,7 @@ pub fn markdown(reports: &[KvReport]) -> String {
 }
 
 /// Size and memory notes (size over raw bytes, harness share of RSS) below the table.
-fn notes(reports: &[KvReport]) -> String {
+fn notes(reports: &[EngineReport]) -> String {
     let mut out = String::new();
     for r in reports {
         let notes: Vec<String> = r
@@ -89,18 +89,20 @@ fn notes(reports: &[KvReport]) -> String {
             .filter(|p| !p.note.is_empty())
             .map(|p| format!("{}: {}", p.name, p.note))
             .collect();
-        let _ = writeln!(out, "\n{}: {}", r.engine, notes.join("; "));
+        if !notes.is_empty() {
+            let _ = writeln!(out, "\n{}: {}", r.engine, notes.join("; "));
+        }
     }
     out
 }
 
-/// The reports as flat rows for `results.json`.
-pub fn rows(reports: &[KvReport]) -> Vec<Row> {
+/// The reports of suite `suite` as flat rows for `results.json`.
+pub fn rows(suite: &'static str, reports: &[EngineReport]) -> Vec<Row> {
     let mut rows = Vec::new();
     for r in reports {
         for p in &r.phases {
             rows.push(Row {
-                suite: "kv",
+                suite,
                 case: p.name.clone(),
                 engine: r.engine.clone(),
                 value: p.value,
@@ -117,7 +119,7 @@ pub fn rows(reports: &[KvReport]) -> Vec<Row> {
 mod tests {
     use super::*;
 
-    fn report(engine: &str, reads: f64, bytes: f64) -> KvReport {
+    fn report(engine: &str, reads: f64, bytes: f64) -> EngineReport {
         let phase = |name: &str, value, unit| Phase {
             name: name.into(),
             durability: "-".into(),
@@ -127,7 +129,7 @@ mod tests {
             secs: 1.0,
             note: String::new(),
         };
-        KvReport {
+        EngineReport {
             engine: engine.into(),
             phases: vec![
                 phase("reads", reads, Unit::OpsPerSec),
