@@ -30,7 +30,10 @@ pub fn current_bytes() -> Option<u64> {
 mod tests {
     #[test]
     fn peak_is_at_least_current() {
-        let (Some(peak), Some(now)) = (super::peak_bytes(), super::current_bytes()) else {
+        // Current first: other tests allocate concurrently, so a later `VmRSS` may pass an
+        // earlier `VmHWM`.
+        let now = super::current_bytes();
+        let (Some(peak), Some(now)) = (super::peak_bytes(), now) else {
             return; // not Linux
         };
         assert!(peak >= now, "VmHWM {peak} < VmRSS {now}");
