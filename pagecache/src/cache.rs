@@ -13,6 +13,7 @@ use radix::Pid;
 use crate::cleaner::CleanReport;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::group::Group;
 use crate::inner::{Inner, Installed};
 use crate::model::PageModel;
 use crate::recovery;
@@ -113,6 +114,14 @@ impl<M: PageModel> PageCache<M> {
         guard: &'g Guard,
     ) -> Result<std::result::Result<(), ()>> {
         self.inner.free(expected, guard)
+    }
+
+    /// Starts an atomic group: deltas staged on several pages with [`Group::stage`] become
+    /// durable as one log record and visible at one instant at [`Group::commit`]. While
+    /// staged, a page's head is invisible and refuses every other change (`prepend`,
+    /// `replace`, `free` return the value back, as if their CAS had lost).
+    pub fn begin_group<'g>(&self, guard: &'g Guard) -> Group<'g, M> {
+        Group::new(Arc::clone(&self.inner), guard)
     }
 
     /// Evicts the page now if it is resident and still as `expected` shows it (testbed and
@@ -222,6 +231,11 @@ fn background_loop<M: PageModel>(inner: &Inner<M>, stop: &(Mutex<bool>, Condvar)
     let (mut last_ckpt, mut last_clean) = (Instant::now(), Instant::now());
     let mut stopped = lock(&stop.0);
     loop {
+        // Checked before waiting too: a stop requested before this thread first took the
+        // lock must not wait out a whole tick.
+        if *stopped {
+            return;
+        }
         stopped = stop
             .1
             .wait_timeout(stopped, tick)

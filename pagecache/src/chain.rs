@@ -13,11 +13,20 @@
 //! chain that leaves its slot ("whole chain out") is the winner's to retire
 //! ([`retire`](crate::node::retire)); nothing here retires, so the caller can still read the
 //! old nodes (their fragments become dead) before handing them to the epoch.
+//!
+//! Groups (`group/`) add `try_stage` (InMemory -> InMemory, like `try_install_delta` but the
+//! new head belongs to an uncommitted group) and `unstage` (the group's abort: InMemory ->
+//! the word the page held before the group's first delta). Every other function here refuses
+//! a view whose head is staged ([`PageView::head_is_staged`]), as if its CAS had lost: an
+//! uncommitted staged delta is always its page's head, and only its group removes it.
+
+use std::sync::Arc;
 
 use crossbeam_epoch::Guard;
 use logstore::DiskPtr;
 use radix::{Pid, Slot, SlotWord};
 
+use crate::group::GroupState;
 use crate::inner::view_of;
 use crate::model::PageModel;
 use crate::node::Node;
@@ -33,6 +42,9 @@ pub(crate) fn try_install_delta<'g, M: PageModel>(
     disk: DiskPtr,
     guard: &'g Guard,
 ) -> Result<PageView<'g, M>, M::Delta> {
+    if expected.head_is_staged() {
+        return Err(delta);
+    }
     let raw = Box::into_raw(Node::delta(delta, disk, expected.head));
     let new = SlotWord::in_memory(raw);
     if slot.try_replace(expected.word, new).is_err() {
@@ -53,6 +65,9 @@ pub(crate) fn try_replace_chain<'g, M: PageModel>(
     disk: DiskPtr,
     guard: &'g Guard,
 ) -> Result<PageView<'g, M>, M::Base> {
+    if expected.head_is_staged() {
+        return Err(base);
+    }
     // Relaxed: heat is a hint.
     let heat = expected.head.heat.load(Ordering::Relaxed);
     let raw = Box::into_raw(Node::<M>::base(base, disk, heat));
@@ -68,6 +83,9 @@ pub(crate) fn try_replace_chain<'g, M: PageModel>(
 /// the caller owns the chain and must retire it.
 #[must_use]
 pub(crate) fn try_evict<M: PageModel>(slot: &Slot, view: &PageView<'_, M>, location: u64) -> bool {
+    if view.head_is_staged() {
+        return false;
+    }
     assert_eq!(view.head.len, 1, "only a lone base is evicted");
     assert!(
         view.head.is_completed(),
@@ -104,5 +122,42 @@ pub(crate) fn try_page_in<'g, M: PageModel>(
 /// must retire it (and free the id through the allocator, which defers the reuse).
 #[must_use]
 pub(crate) fn try_free<M: PageModel>(slot: &Slot, expected: &PageView<'_, M>) -> bool {
-    slot.try_replace(expected.word, SlotWord::FREE).is_ok()
+    !expected.head_is_staged() && slot.try_replace(expected.word, SlotWord::FREE).is_ok()
+}
+
+/// Publishes `delta` on top of `expected` as a staged (invisible) delta of `group`. Refused,
+/// with the delta back, if the slot changed or its head is staged by another group; a group
+/// may stage several deltas on one page.
+pub(crate) fn try_stage<'g, M: PageModel>(
+    slot: &Slot,
+    expected: &PageView<'g, M>,
+    delta: M::Delta,
+    group: &Arc<GroupState>,
+    guard: &'g Guard,
+) -> Result<PageView<'g, M>, M::Delta> {
+    if expected.head_is_staged() && !expected.head.staged_by(group) {
+        return Err(delta);
+    }
+    let node = Node::group_delta(delta, Arc::clone(group), expected.head);
+    let raw = Box::into_raw(node);
+    let new = SlotWord::in_memory(raw);
+    if slot.try_replace(expected.word, new).is_err() {
+        // SAFETY: never published, so we own it; `into_unpublished_delta` detaches the older
+        // node (which the chain still owns) and drops the node's share of the group state.
+        return Err((*unsafe { Box::from_raw(raw) }).into_unpublished_delta());
+    }
+    Ok(view_of(expected.pid, new, guard))
+}
+
+/// The abort of a group on one page: puts back `below`, the word the slot held before the
+/// group's first delta on it, in place of `staged`, the group's newest delta there. Cannot
+/// fail: nobody but the group changes a slot whose head it staged. The caller then retires
+/// each of the group's nodes on the page on its own
+/// ([`retire_detached`](crate::node::retire_detached)).
+pub(crate) fn unstage(slot: &Slot, staged: SlotWord, below: SlotWord) {
+    let done = slot.try_replace(staged, below);
+    assert!(
+        done.is_ok(),
+        "the slot of a staged delta changed under its group: {done:?}"
+    );
 }

@@ -78,7 +78,7 @@ impl<M: PageModel> Inner<M> {
                 }
                 SlotState::InMemory(_) => {
                     let v = view_of::<M>(pid, word, &guard);
-                    if !v.nodes().any(|n| in_victim(n.disk.file_offset())) {
+                    if !v.nodes().any(|n| in_victim(n.disk().file_offset())) {
                         continue;
                     }
                     v
@@ -90,10 +90,10 @@ impl<M: PageModel> Inner<M> {
             match self.replace(base, &view, &guard)? {
                 Ok(v) => {
                     report.pages_relocated += 1;
-                    report.bytes_relocated += u64::from(v.head.disk.record_len());
+                    report.bytes_relocated += u64::from(v.head.disk().record_len());
                     add(
                         &self.counters.bytes_relocated,
-                        u64::from(v.head.disk.record_len()),
+                        u64::from(v.head.disk().record_len()),
                     );
                     view = v;
                     if was_evicted {

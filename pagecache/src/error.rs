@@ -48,8 +48,8 @@ pub enum Error {
         /// That checkpoint's file.
         path: PathBuf,
     },
-    /// A page fragment does not fit in one log record (pages must be smaller than the log's
-    /// I/O buffer).
+    /// A page fragment, or an atomic group's record, does not fit in one log record (pages
+    /// and groups must be smaller than the log's I/O buffer).
     FragmentTooLarge {
         /// The fragment's encoded length.
         len: u64,
@@ -115,8 +115,9 @@ impl fmt::Display for Error {
             ),
             Error::FragmentTooLarge { len, max } => write!(
                 f,
-                "a page fragment of {len} bytes exceeds the {max} bytes a log record holds; \
-                 split the page or raise the log's io_buffer_size_bytes"
+                "a page fragment or group record of {len} bytes exceeds the {max} bytes a log \
+                 record holds; split the page or the group, or raise the log's \
+                 io_buffer_size_bytes"
             ),
         }
     }

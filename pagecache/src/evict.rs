@@ -76,6 +76,10 @@ impl<M: PageModel> Inner<M> {
 
     /// Evicts the page if it is still in the state `view`; returns whether it did.
     pub(crate) fn evict(&self, view: &PageView<'_, M>, guard: &Guard) -> Result<bool> {
+        if view.head_is_staged() {
+            // Only its group may change the page now; the hand comes back later.
+            return Ok(false);
+        }
         let mut view = *view;
         if view.len() > 1 {
             let base = view.consolidate();
@@ -87,7 +91,7 @@ impl<M: PageModel> Inner<M> {
         if !view.head.is_completed() {
             return Ok(false);
         }
-        let loc = Location::of(&view.head.disk)?;
+        let loc = Location::of(&view.head.disk())?;
         if !chain::try_evict(self.slot(view.pid), &view, loc.to_word()) {
             add(&self.counters.cas_failures, 1);
             return Ok(false);

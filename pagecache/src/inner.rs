@@ -20,6 +20,7 @@ use crate::codec;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fragment::{self, Kind};
+use crate::group;
 use crate::location::Location;
 use crate::model::PageModel;
 use crate::node::{retire, Node};
@@ -167,6 +168,11 @@ impl<M: PageModel> Inner<M> {
         guard: &'g Guard,
     ) -> Result<Installed<'g, M, M::Delta>> {
         let pid = expected.pid;
+        if expected.head_is_staged() {
+            // Checked before reserving; `chain` refuses it again at the CAS.
+            add(&self.counters.cas_failures, 1);
+            return Ok(Err(delta));
+        }
         let prev = locations_oldest_first(expected)?;
         let (r, ptr) = self.write_fragment(Kind::Delta, pid, &prev, Some(&delta))?;
         let view = match chain::try_install_delta(self.slot(pid), expected, delta, ptr, guard) {
@@ -182,10 +188,14 @@ impl<M: PageModel> Inner<M> {
         add(&self.counters.resident_bytes, view.head.own_bytes() as u64);
         self.counters.record_chain_len(view.head.len);
         if view.head.len > self.cfg.fragment_cap {
-            // Best effort: if someone changed the page meanwhile, they carry on from there.
+            // Best effort: if someone changed the page meanwhile, they carry on from there;
+            // a page too large for one record keeps its long chain until its owner splits
+            // it. The delta is installed either way, so only I/O failures are reported.
             let base = view.consolidate();
-            if let Ok(v) = self.replace(base, &view, guard)? {
-                return Ok(Ok(v));
+            match self.replace(base, &view, guard) {
+                Ok(Ok(v)) => return Ok(Ok(v)),
+                Ok(Err(_)) | Err(Error::FragmentTooLarge { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         self.maybe_evict(pid, guard)?;
@@ -201,6 +211,10 @@ impl<M: PageModel> Inner<M> {
         guard: &'g Guard,
     ) -> Result<Installed<'g, M, M::Base>> {
         let pid = expected.pid;
+        if expected.head_is_staged() {
+            add(&self.counters.cas_failures, 1);
+            return Ok(Err(base));
+        }
         let (r, ptr) = self.write_fragment(Kind::Base, pid, &[], Some(&base))?;
         let view = match chain::try_replace_chain(self.slot(pid), expected, base, ptr, guard) {
             Ok(view) => view,
@@ -227,6 +241,10 @@ impl<M: PageModel> Inner<M> {
         guard: &'g Guard,
     ) -> Result<std::result::Result<(), ()>> {
         let pid = expected.pid;
+        if expected.head_is_staged() {
+            add(&self.counters.cas_failures, 1);
+            return Ok(Err(()));
+        }
         let (r, _) = self.write_fragment::<()>(Kind::Free, pid, &[], None)?;
         if !chain::try_free(self.slot(pid), expected) {
             r.abort();
@@ -245,8 +263,15 @@ impl<M: PageModel> Inner<M> {
     /// After a successful CAS removed `old`'s chain from its slot: its fragments are dead and
     /// its memory goes back through the epoch.
     pub(crate) fn unlink(&self, old: &PageView<'_, M>, guard: &Guard) -> Result<()> {
+        assert!(
+            !old.head_is_staged(),
+            "a chain with an uncommitted staged head left its slot by an ordinary CAS"
+        );
         for node in old.nodes() {
-            self.log.mark_dead(node.disk)?;
+            // A group record dies with the last page that names it (group/state.rs).
+            if let Some(dead) = node.release_fragment() {
+                self.log.mark_dead(dead)?;
+            }
         }
         self.retire_chain(old, guard);
         Ok(())
@@ -285,7 +310,25 @@ pub(crate) fn view_of<'g, M: PageModel>(
     // (`_guard`), and chains leave a slot only through `retire`, which defers the drop until
     // every thread pinned before then has unpinned: the chain outlives `'g`.
     let head = unsafe { &*ptr };
-    PageView { pid, word, head }
+    // Uncommitted staged deltas are only ever at the top, all of one group (nobody but their
+    // group builds on them): the view starts below them. The group's outcome is loaded once
+    // (Acquire, see `GroupState::is_committed`): loading it per node could see a group commit
+    // between two of its deltas on this page and show half of them. A reader that sees a group
+    // committed on one page sees it committed on every page it reads next (group/mod.rs).
+    let mut top = head;
+    if let Some(group) = head.group().filter(|g| !g.is_committed()) {
+        while top.staged_by(group) {
+            top = top
+                .older()
+                .expect("a staged delta sits on a committed chain");
+        }
+    }
+    PageView {
+        pid,
+        word,
+        head,
+        top,
+    }
 }
 
 /// Reads the fragment of `pid` at `loc`, checks it is of kind `want` and decodes its payload.
@@ -297,6 +340,19 @@ pub(crate) fn read_fragment<T: bincode::Decode<()>>(
     loc: Location,
     want: Kind,
 ) -> Result<(DiskPtr, T)> {
+    read_nth_fragment(log, dir, pid, loc, want, 0).map(|(ptr, value, _)| (ptr, value))
+}
+
+/// As [`read_fragment`], where `loc` may also be a group record: then the fragment is the
+/// `nth` (from 0) sub-fragment of `pid` in it. Also says whether it was a group record.
+pub(crate) fn read_nth_fragment<T: bincode::Decode<()>>(
+    log: &Log,
+    dir: &Path,
+    pid: Pid,
+    loc: Location,
+    want: Kind,
+    nth: usize,
+) -> Result<(DiskPtr, T, bool)> {
     let corrupt = |what: String| {
         Error::corruption(
             format!("page {pid:?} at {loc:?}: {what}"),
@@ -304,7 +360,13 @@ pub(crate) fn read_fragment<T: bincode::Decode<()>>(
         )
     };
     let (ptr, body) = log.read_at(loc.file_offset(), loc.record_len())?;
-    let frag = fragment::decode(&body).map_err(corrupt)?;
+    let (frags, in_group) = group::record::decode_any(&body).map_err(corrupt)?;
+    let frag = if in_group {
+        group::record::nth_for(&frags, pid, nth)
+    } else {
+        frags.first().filter(|_| nth == 0)
+    }
+    .ok_or_else(|| corrupt(format!("no fragment #{nth} of the page in the record")))?;
     if frag.kind != want || frag.pid != pid {
         return Err(corrupt(format!(
             "found a {:?} fragment of {:?}",
@@ -312,7 +374,7 @@ pub(crate) fn read_fragment<T: bincode::Decode<()>>(
         )));
     }
     let payload = codec::decode_exact(frag.payload).map_err(corrupt)?;
-    Ok((ptr, payload))
+    Ok((ptr, payload, in_group))
 }
 
 /// The locations of a view's fragments, oldest first.
@@ -321,7 +383,7 @@ pub(crate) fn locations_oldest_first<M: PageModel>(
 ) -> Result<Vec<Location>> {
     let mut locs = view
         .nodes()
-        .map(|n| Location::of(&n.disk))
+        .map(|n| Location::of(&n.disk()))
         .collect::<Result<Vec<_>>>()?;
     locs.reverse();
     Ok(locs)

@@ -26,6 +26,12 @@
 //! and replays the log after it. Cleaning (`cleaner.rs`) rewrites the live pages of sparse
 //! segments so the log can reuse them. Eviction (`evict.rs`) keeps resident heap bytes under
 //! [`Config::cache_capacity_bytes`] with a scan-resistant CLOCK.
+//!
+//! ## Atomic groups
+//! [`PageCache::begin_group`] stages deltas on several pages (installed but invisible, each its
+//! page's head, so nobody else changes those pages), then [`Group::commit`] writes them as one
+//! log record and makes them visible at one instant; [`Group::abort`] (or dropping the group)
+//! takes them out again. Recovery replays a group record whole or not at all (`group/`).
 
 mod cache;
 mod chain;
@@ -37,6 +43,7 @@ mod config;
 mod error;
 mod evict;
 mod fragment;
+mod group;
 mod inner;
 mod location;
 mod model;
@@ -53,6 +60,7 @@ pub use cache::PageCache;
 pub use cleaner::CleanReport;
 pub use config::Config;
 pub use error::{Error, Result};
+pub use group::Group;
 pub use inner::Installed;
 pub use location::{Location, MAX_FILE_BYTES, MAX_RECORD_LEN};
 pub use model::PageModel;

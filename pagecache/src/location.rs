@@ -2,7 +2,7 @@
 //! evicted page costs exactly its radix slot (no heap object).
 //!
 //! Layout (`u64`, bits 62-63 always zero so it fits a slot payload):
-//! `record length (22 bits) << 40 | file offset (40 bits)`.
+//! `record length (23 bits) << 39 | file offset (39 bits)`.
 //! The log's slot table turns the offset back into the record's LSN; `Log::read_at` checks
 //! the record there still belongs to the slot's current incarnation.
 
@@ -10,11 +10,12 @@ use logstore::DiskPtr;
 
 use crate::error::{Error, Result};
 
-/// Bits of the file offset: data files up to 1 TiB.
-const OFFSET_BITS: u32 = 40;
-/// Bits of the record length: inline records up to 4 MiB (the page cache caps the log's I/O
-/// buffer size accordingly; larger fragments are blob records with a small inline pointer).
-const LEN_BITS: u32 = 22;
+/// Bits of the file offset: data files up to 512 GiB.
+const OFFSET_BITS: u32 = 39;
+/// Bits of the record length: inline records up to 8 MiB (the page cache caps the log's I/O
+/// buffer size accordingly). 8 MiB lets a tree node hold a 1 MiB key, a 1 MiB value and two
+/// 1 MiB fences with room to spare.
+const LEN_BITS: u32 = 23;
 
 /// The largest data file whose fragments a [`Location`] can address.
 pub const MAX_FILE_BYTES: u64 = 1 << OFFSET_BITS;
@@ -42,7 +43,10 @@ impl Location {
             return Err(Error::DatabaseTooLarge { offset });
         }
         let len = u64::from(ptr.record_len());
-        assert!(len <= MAX_RECORD_LEN, "record length {len} exceeds 22 bits");
+        assert!(
+            len <= MAX_RECORD_LEN,
+            "record length {len} exceeds {LEN_BITS} bits"
+        );
         Ok(Location(len << OFFSET_BITS | offset))
     }
 
@@ -90,17 +94,17 @@ mod tests {
 
     #[test]
     fn roundtrips_offset_and_length() {
-        let ptr = ptr((1 << 40) - 1, (1 << 22) - 1);
+        let ptr = ptr((1 << 39) - 1, (1 << 23) - 1);
         let loc = Location::of(&ptr).unwrap();
-        assert_eq!(loc.file_offset(), (1 << 40) - 1);
-        assert_eq!(loc.record_len(), (1 << 22) - 1);
+        assert_eq!(loc.file_offset(), (1 << 39) - 1);
+        assert_eq!(loc.record_len(), (1 << 23) - 1);
         assert_eq!(Location::from_word(loc.to_word()), Some(loc));
         assert!(loc.to_word() <= radix::MAX_PAYLOAD);
     }
 
     #[test]
     fn rejects_offsets_past_the_limit_and_malformed_words() {
-        let ptr = ptr(1 << 40, 30);
+        let ptr = ptr(1 << 39, 30);
         assert!(matches!(
             Location::of(&ptr),
             Err(Error::DatabaseTooLarge { .. })

@@ -37,6 +37,7 @@ use loom::thread;
 use radix::{Pid, PidAllocator, RadixTable, Slot, SlotState, SlotWord};
 
 use crate::chain;
+use crate::group::GroupState;
 use crate::inner::view_of;
 use crate::location::Location;
 use crate::model::PageModel;
@@ -304,7 +305,7 @@ fn evict_if_lone(slot: &Slot, view: &View<'_>, shadow: &StdArc<Shadow>, guard: &
     if view.len() > 1 || !view.head.is_completed() {
         return false;
     }
-    let word = location_word(&view.head.disk);
+    let word = location_word(&view.head.disk());
     if !chain::try_evict(slot, view, word) {
         return false;
     }
@@ -352,7 +353,7 @@ fn prepend_replace_and_evict_race_on_one_page() {
             };
             if let Some(current) = current {
                 if evict_if_lone(slot, &current, &shadow, &guard) {
-                    evicted = Some((location_word(&current.head.disk), value(&current)));
+                    evicted = Some((location_word(&current.head.disk()), value(&current)));
                 }
             }
             for id in held {
@@ -599,4 +600,186 @@ fn free_waits_for_a_pinned_reader() {
         REUSES_SEEN.load(StdOrdering::Relaxed) > 0,
         "the model never exercised reuse"
     );
+}
+
+/// Two pages, each a lone completed base worth 0 (bodies 0 and 1).
+fn two_pages(shadow: &StdArc<Shadow>) -> Arc<RadixTable> {
+    let table = Arc::new(RadixTable::new());
+    install_base(table.slot(pid(0)), shadow, 0, 0);
+    install_base(table.slot(pid(1)), shadow, 1, 0);
+    table
+}
+
+/// Stages a delta worth 10 (body `id`) on page `p` for `group`, re-reading once if a prepend
+/// got there first (the main thread prepends at most once). Returns the staged view and the
+/// word the page held below it.
+fn stage_on<'g>(
+    slot: &Slot,
+    p: Pid,
+    group: &StdArc<GroupState>,
+    delta: Tracked,
+    guard: &'g Guard,
+) -> (View<'g>, SlotWord) {
+    let mut delta = delta;
+    loop {
+        let view = load_view(slot, p, guard).expect("resident");
+        match chain::try_stage(slot, &view, delta, group, guard) {
+            Ok(staged) => {
+                assert!(staged.head_is_staged(), "a staged delta is invisible");
+                assert_eq!(value(&staged), value(&view));
+                return (staged, view.word);
+            }
+            Err(back) => delta = back,
+        }
+    }
+}
+
+/// The main thread of the group models: reads page 0 then page 1 and checks all-or-nothing
+/// (values are 10 per group delta plus 1 per prepend, and only page 0 gets the prepend), reads
+/// the record pointer of every visible group node, then tries one prepend (body 4, worth 1) on
+/// page 0 with the view it read: refused if that view hid a staged head. Returns whether the
+/// prepend won.
+fn read_both_then_prepend(table: &RadixTable, shadow: &StdArc<Shadow>, record: DiskPtr) -> bool {
+    let guard = epoch::pin();
+    let (a, b) = (table.get(pid(0)).unwrap(), table.get(pid(1)).unwrap());
+    let va = load_view(a, pid(0), &guard).expect("resident");
+    let vb = load_view(b, pid(1), &guard).expect("resident");
+    let (seen_a, seen_b) = (value(&va) >= 10, value(&vb) >= 10);
+    assert!(
+        !seen_a || seen_b,
+        "page 0 shows the group and page 1, read after it, does not"
+    );
+    for n in va.nodes().chain(vb.nodes()) {
+        if n.group().is_some() {
+            assert_eq!(n.disk(), record, "a visible group node has its record");
+        }
+    }
+    let held = ids(&va);
+    let won = match chain::try_install_delta(a, &va, shadow.make(4, 1), disk(4), &guard) {
+        Ok(mine) => {
+            assert!(!va.head_is_staged(), "a prepend built on a staged head");
+            mine.head.mark_completed();
+            true
+        }
+        Err(back) => {
+            assert_eq!(back.id, 4, "a loser gets its own delta back");
+            false
+        }
+    };
+    for id in held.into_iter().chain(ids(&vb)) {
+        shadow.assert_live(id);
+    }
+    won
+}
+
+/// After every thread joined: drops both pages' resident chains.
+fn finish_both(table: &RadixTable, shadow: &Shadow) {
+    let a = table.get(pid(0)).unwrap();
+    let b = table.get(pid(1)).unwrap();
+    for slot in [a, b] {
+        let word = slot.load();
+        let head = word.as_ptr::<Node<Sum>>().expect("resident");
+        slot.try_replace(word, SlotWord::FREE)
+            .expect("no thread is left");
+        // SAFETY: all threads joined and the slot no longer holds the chain: it is ours alone.
+        drop(unsafe { Box::from_raw(head) });
+    }
+    shadow.in_model.store(false, StdOrdering::Relaxed);
+}
+
+/// (d) A group stages a delta worth 10 on each of two pages and commits (record pointer, then
+/// the Release flip); the main thread reads page 0 then page 1 and must see the group on both
+/// or on neither as far as order allows (page 1 is read later, so "page 0 yes, page 1 no" is
+/// the violation), finds the record pointer on every visible group node, and races a prepend
+/// on page 0 that must be refused while its view hides the staged head. At the end both pages
+/// hold the group, and page 0 the prepend if it won.
+#[test]
+fn group_commit_is_all_or_nothing_against_a_reader_and_a_prepend() {
+    static TOTALS: Totals = Totals::new();
+    loom::model(|| {
+        let shadow = Shadow::new(&TOTALS);
+        let table = two_pages(&shadow);
+        let record = disk(7);
+        let committer = {
+            let (table, shadow) = (Arc::clone(&table), StdArc::clone(&shadow));
+            thread::spawn(move || {
+                let guard = epoch::pin();
+                let group = StdArc::new(GroupState::staged());
+                for (raw, id) in [(0, 2), (1, 3)] {
+                    let slot = table.get(pid(raw)).unwrap();
+                    stage_on(slot, pid(raw), &group, shadow.make(id, 10), &guard);
+                }
+                group.publish(record, 2);
+            })
+        };
+        let prepended = read_both_then_prepend(&table, &shadow, record);
+        committer.join().unwrap();
+        let guard = epoch::pin();
+        let a = load_view(table.get(pid(0)).unwrap(), pid(0), &guard).unwrap();
+        let b = load_view(table.get(pid(1)).unwrap(), pid(1), &guard).unwrap();
+        assert_eq!(value(&a), 10 + u64::from(prepended));
+        assert_eq!(value(&b), 10);
+        drop(guard);
+        finish_both(&table, &shadow);
+        // Nothing left a slot for good, so nothing was retired; count one so the totals check
+        // applies (every body made is dropped by `finish_both`).
+        TOTALS.retired.fetch_add(1, StdOrdering::Relaxed);
+        TOTALS.chains_dropped.fetch_add(1, StdOrdering::Relaxed);
+    });
+    TOTALS.assert_balanced();
+}
+
+/// (e) As (d), but the group aborts: each page goes back to the word below its staged delta,
+/// and the staged nodes are retired one by one while the main thread may still hold them. The
+/// reader never sees the group, the prepend is refused only while its view hid the staged head,
+/// and every staged body is dropped exactly once (after the reader unpinned).
+#[test]
+fn group_abort_restores_both_pages_and_frees_staged_nodes_once() {
+    static TOTALS: Totals = Totals::new();
+    loom::model(|| {
+        let shadow = Shadow::new(&TOTALS);
+        let table = two_pages(&shadow);
+        let aborter = {
+            let (table, shadow) = (Arc::clone(&table), StdArc::clone(&shadow));
+            thread::spawn(move || {
+                let guard = epoch::pin();
+                let group = StdArc::new(GroupState::staged());
+                let mut staged = Vec::new();
+                for (raw, id) in [(0, 2), (1, 3)] {
+                    let slot = table.get(pid(raw)).unwrap();
+                    let (view, below) =
+                        stage_on(slot, pid(raw), &group, shadow.make(id, 10), &guard);
+                    staged.push((slot, view, below));
+                }
+                group.abort();
+                for (slot, view, below) in staged {
+                    chain::unstage(slot, view.word, below);
+                    let totals = shadow.totals;
+                    totals.retired.fetch_add(1, StdOrdering::Relaxed);
+                    // SAFETY: `unstage` took this node out of its slot and put the chain below
+                    // it back; it is retired once, and was published from `Box::into_raw`.
+                    unsafe {
+                        node::retire_detached(
+                            ptr::from_ref(view.head).cast_mut(),
+                            &guard,
+                            move || {
+                                totals.chains_dropped.fetch_add(1, StdOrdering::Relaxed);
+                            },
+                        );
+                    }
+                }
+            })
+        };
+        let prepended = read_both_then_prepend(&table, &shadow, disk(7));
+        aborter.join().unwrap();
+        let guard = epoch::pin();
+        let a = load_view(table.get(pid(0)).unwrap(), pid(0), &guard).unwrap();
+        let b = load_view(table.get(pid(1)).unwrap(), pid(1), &guard).unwrap();
+        assert!(!a.head_is_staged() && !b.head_is_staged());
+        assert_eq!(value(&a), u64::from(prepended));
+        assert_eq!(value(&b), 0);
+        drop(guard);
+        finish_both(&table, &shadow);
+    });
+    TOTALS.assert_balanced();
 }

@@ -10,14 +10,21 @@
 //!   only as a whole (replace, evict, free) and is then dropped through the epoch (`retire`),
 //!   never while a pinned reader may still hold any of its nodes. A node whose publication
 //!   failed was never visible: its `next` is detached before it is dropped.
+//! - **Staged nodes** (`group/`). A delta of an uncommitted group is published in memory
+//!   before it has a record; its fragment is its group's record (`Disk::Group`), known once the
+//!   group commits. Uncommitted staged nodes are only ever at the top of a chain (nobody but
+//!   their group builds on them) and are invisible to readers. An aborted group's nodes leave
+//!   their slots one by one (the chain below stays), through [`retire_detached`].
 
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ptr;
+use std::sync::Arc;
 
 use crossbeam_epoch::Guard;
 use logstore::DiskPtr;
 
+use crate::group::GroupState;
 use crate::model::PageModel;
 use crate::sync::{AtomicBool, AtomicU8, Ordering};
 
@@ -31,13 +38,22 @@ pub(crate) enum Body<M: PageModel> {
     Delta(M::Delta),
 }
 
+/// Where a node's fragment is.
+pub(crate) enum Disk {
+    /// A record of its own.
+    Own(DiskPtr),
+    /// A sub-fragment of its group's record (shared with the group's other pages); the
+    /// record exists once the group committed.
+    Group(Arc<GroupState>),
+}
+
 /// One element of a page's chain. See the module comment for the invariants.
 pub(crate) struct Node<M: PageModel> {
     pub(crate) body: Body<M>,
     /// The older node; null for the base.
     next: *mut Node<M>,
-    /// The fragment this node was written as.
-    pub(crate) disk: DiskPtr,
+    /// The fragment this node was written as: read it through [`Node::disk`].
+    disk: Disk,
     /// Nodes from here down to the base (1 for a base).
     pub(crate) len: u32,
     /// Heap bytes of the chain from here down: what the cache budget counts.
@@ -64,7 +80,7 @@ impl<M: PageModel> Node<M> {
         Box::new(Node {
             body: Body::Base(base),
             next: ptr::null_mut(),
-            disk,
+            disk: Disk::Own(disk),
             len: 1,
             chain_bytes,
             heat: AtomicU8::new(heat),
@@ -75,6 +91,19 @@ impl<M: PageModel> Node<M> {
     /// A delta on top of `older`. Not owned by anyone until published: on failure, recover
     /// the delta with [`Node::into_unpublished_delta`].
     pub(crate) fn delta(delta: M::Delta, disk: DiskPtr, older: &Node<M>) -> Box<Self> {
+        Self::delta_in(delta, Disk::Own(disk), older)
+    }
+
+    /// A delta of `group` on top of `older` (staged, or recovered from a group record).
+    pub(crate) fn group_delta(
+        delta: M::Delta,
+        group: Arc<GroupState>,
+        older: &Node<M>,
+    ) -> Box<Self> {
+        Self::delta_in(delta, Disk::Group(group), older)
+    }
+
+    fn delta_in(delta: M::Delta, disk: Disk, older: &Node<M>) -> Box<Self> {
         let own = size_of::<Self>() + M::delta_heap_bytes(&delta);
         Box::new(Node {
             body: Body::Delta(delta),
@@ -86,6 +115,37 @@ impl<M: PageModel> Node<M> {
             heat: AtomicU8::new(older.heat.load(Ordering::Relaxed)),
             completed: AtomicBool::new(false),
         })
+    }
+
+    /// The record holding this node's fragment. Panics for an uncommitted staged node (it
+    /// has none yet; views start below them, see `inner::view_of`).
+    pub(crate) fn disk(&self) -> DiskPtr {
+        match &self.disk {
+            Disk::Own(ptr) => *ptr,
+            Disk::Group(g) => g.disk(),
+        }
+    }
+
+    /// The group this node is a sub-fragment of, if any.
+    pub(crate) fn group(&self) -> Option<&Arc<GroupState>> {
+        match &self.disk {
+            Disk::Own(_) => None,
+            Disk::Group(g) => Some(g),
+        }
+    }
+
+    /// Whether this node was staged by `group`.
+    pub(crate) fn staged_by(&self, group: &Arc<GroupState>) -> bool {
+        self.group().is_some_and(|g| Arc::ptr_eq(g, group))
+    }
+
+    /// The node's chain left its slot for good (replaced or freed): returns its record if
+    /// that is now dead. A group record dies with the last node naming it.
+    pub(crate) fn release_fragment(&self) -> Option<DiskPtr> {
+        match &self.disk {
+            Disk::Own(ptr) => Some(*ptr),
+            Disk::Group(g) => g.release_fragment(),
+        }
     }
 
     /// Heap bytes of this node alone.
@@ -133,8 +193,11 @@ impl<M: PageModel> Node<M> {
     fn into_unpublished_body(self) -> Body<M> {
         // Not dropped: `next` is not ours, and `body` moves out.
         let node = ManuallyDrop::new(self);
-        // SAFETY: `node` is never dropped or used again, so reading `body` out moves it; the
-        // other fields own nothing (a pointer we do not own, plain values, an atomic).
+        // SAFETY: `node` is never dropped or used again, so reading `disk` out moves it (and
+        // drops it here: a staged node's share of its group state).
+        drop(unsafe { ptr::read(&node.disk) });
+        // SAFETY: as above, reading `body` out moves it; the remaining fields own nothing (a
+        // pointer we do not own, plain values, atomics).
         unsafe { ptr::read(&node.body) }
     }
 
@@ -186,6 +249,15 @@ impl<M: PageModel> fmt::Debug for Node<M> {
     }
 }
 
+impl fmt::Debug for Disk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Disk::Own(ptr) => f.debug_tuple("Own").field(ptr).finish(),
+            Disk::Group(g) => f.debug_tuple("Group").field(g).finish(),
+        }
+    }
+}
+
 /// A chain that left its slot, to be dropped once no pinned reader can hold it.
 struct Retired<M: PageModel>(*mut Node<M>);
 // SAFETY: the retired chain is owned by this value alone (it left the slot), and its contents
@@ -214,4 +286,33 @@ pub(crate) unsafe fn retire<M: PageModel>(
     // SAFETY: the closure only frees memory no thread can reach any more (see above); it
     // touches no data borrowed from this stack frame.
     unsafe { guard.defer_unchecked(drop_chain) };
+}
+
+/// Drops the single node `node` (an aborted group's staged delta that the caller's CAS just
+/// took out of its slot) after every thread pinned now has unpinned, leaving the chain below
+/// it alone: that chain is back in the slot. `on_drop` runs then.
+///
+/// # Safety
+/// `node` must have come from `Box::into_raw`, been published, and been removed from its slot
+/// by the caller, with its `next` owned by someone else from that CAS on (the slot, or another
+/// node retired the same way); nobody else may retire it.
+pub(crate) unsafe fn retire_detached<M: PageModel>(
+    node: *mut Node<M>,
+    guard: &Guard,
+    on_drop: impl FnOnce() + Send + 'static,
+) {
+    let detached = Retired(node);
+    let drop_node = move || {
+        let detached = detached;
+        // SAFETY: per this function's contract we own this one node, and the epoch has
+        // passed: no reader pinned before the CAS that removed it is still pinned.
+        let mut node = unsafe { Box::from_raw(detached.0) };
+        // Not ours: the chain below went back to its slot.
+        node.next = ptr::null_mut();
+        drop(node);
+        on_drop();
+    };
+    // SAFETY: the closure frees only the node no thread can reach any more (see above); it
+    // touches no data borrowed from this stack frame.
+    unsafe { guard.defer_unchecked(drop_node) };
 }

@@ -16,8 +16,9 @@ use radix::{Pid, PidAllocator, RadixTable, SlotWord};
 use crate::checkpoint;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::fragment::{self, Kind};
-use crate::inner::read_fragment;
+use crate::fragment::Kind;
+use crate::group::{record, GroupState};
+use crate::inner::{read_fragment, read_nth_fragment};
 use crate::location::Location;
 use crate::model::PageModel;
 use crate::node::Node;
@@ -67,13 +68,15 @@ pub(crate) fn recover<M: PageModel>(cfg: &Config, storage: &Arc<dyn Storage>) ->
     add(&counters.checkpoint_fallbacks, u64::from(fell_back));
     let table = RadixTable::new();
     let mut live = Vec::new();
+    // Group records named by the pages: one shared state each, counted once in `live`.
+    let mut groups = HashMap::new();
     for (&raw, locs) in &pages {
         let pid = Pid::new(raw).expect("replayed and checkpointed pids are validated");
         let word = if let [loc] = locs.as_slice() {
             live.push(log.pointer_at(loc.file_offset(), loc.record_len())?);
             SlotWord::on_disk(loc.to_word())
         } else {
-            let head = materialize::<M>(cfg, &log, pid, locs, &mut live)?;
+            let head = materialize::<M>(cfg, &log, pid, locs, &mut live, &mut groups)?;
             add(&counters.resident_bytes, head.chain_bytes as u64);
             SlotWord::in_memory(Box::into_raw(head))
         };
@@ -105,35 +108,43 @@ fn replay(
 ) -> Result<()> {
     let data = cfg.path.join(logstore::DATA_FILE);
     for rec in records {
-        let frag = fragment::decode(&rec.body)
+        // A group record is all its sub-fragments, each applied as a Delta, in order.
+        let (frags, _) = record::decode_any(&rec.body)
             .map_err(|e| Error::corruption(format!("log record at {:?}: {e}", rec.lsn), &data))?;
         let loc = Location::of(&rec.ptr)?;
-        let pid = frag.pid.get();
-        match frag.kind {
-            Kind::Base => {
-                pages.insert(pid, vec![loc]);
+        for frag in frags {
+            let pid = frag.pid.get();
+            match frag.kind {
+                Kind::Base => {
+                    pages.insert(pid, vec![loc]);
+                }
+                Kind::Delta => {
+                    let mut locs = frag.prev;
+                    locs.push(loc);
+                    pages.insert(pid, locs);
+                }
+                Kind::Free => {
+                    pages.remove(&pid);
+                }
+                Kind::Group => unreachable!("decode_any returns a group's sub-fragments"),
             }
-            Kind::Delta => {
-                let mut locs = frag.prev;
-                locs.push(loc);
-                pages.insert(pid, locs);
-            }
-            Kind::Free => {
-                pages.remove(&pid);
-            }
+            *next_fresh = (*next_fresh).max(pid + 1);
         }
-        *next_fresh = (*next_fresh).max(pid + 1);
     }
     Ok(())
 }
 
-/// Reads a page's fragments (oldest first) back into a chain.
+/// Reads a page's fragments (oldest first) back into a chain. A fragment in a group record is
+/// the page's k-th sub-fragment there when the chain names that record for the k-th time;
+/// its node shares the record's state in `groups` (created, and the record counted live, on
+/// first use).
 fn materialize<M: PageModel>(
     cfg: &Config,
     log: &Log,
     pid: Pid,
     locs: &[Location],
     live: &mut Vec<DiskPtr>,
+    groups: &mut HashMap<Location, Arc<GroupState>>,
 ) -> Result<Box<Node<M>>> {
     let (base_loc, delta_locs) = locs
         .split_first()
@@ -142,13 +153,24 @@ fn materialize<M: PageModel>(
     live.push(ptr);
     let mut head = Node::<M>::base(base, ptr, 0);
     head.mark_completed();
-    for &loc in delta_locs {
-        let (ptr, delta) = read_fragment(log, &cfg.path, pid, loc, Kind::Delta)?;
-        live.push(ptr);
+    for (i, &loc) in delta_locs.iter().enumerate() {
+        let nth = delta_locs[..i].iter().filter(|&&l| l == loc).count();
+        let (ptr, delta, in_group) = read_nth_fragment(log, &cfg.path, pid, loc, Kind::Delta, nth)?;
         let older = Box::into_raw(head);
         // SAFETY: `older` was never published and is ours; the new node links to it and owns
         // it from here on (its drop frees the older nodes too).
-        head = Node::delta(delta, ptr, unsafe { &*older });
+        let older = unsafe { &*older };
+        head = if in_group {
+            let state = groups.entry(loc).or_insert_with(|| {
+                live.push(ptr);
+                Arc::new(GroupState::recovered(ptr))
+            });
+            state.add_live();
+            Node::group_delta(delta, Arc::clone(state), older)
+        } else {
+            live.push(ptr);
+            Node::delta(delta, ptr, older)
+        };
         head.mark_completed();
     }
     Ok(head)

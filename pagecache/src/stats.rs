@@ -27,6 +27,10 @@ pub struct PageCacheStats {
     pub checkpoints: u64,
     /// 1 if this open found the newest checkpoint corrupt and recovered from the previous one.
     pub checkpoint_fallbacks: u64,
+    /// Atomic groups committed (with at least one delta).
+    pub groups_committed: u64,
+    /// Atomic groups aborted (explicitly, by drop, or by a failed commit) after staging.
+    pub groups_aborted: u64,
     /// Chain length after each successful prepend: `[i]` counts length `i + 1`, the last
     /// bucket everything longer.
     pub chain_len_histogram: [u64; CHAIN_LEN_BUCKETS],
@@ -43,6 +47,8 @@ pub(crate) struct Counters {
     pub(crate) bytes_relocated: AtomicU64,
     pub(crate) checkpoints: AtomicU64,
     pub(crate) checkpoint_fallbacks: AtomicU64,
+    pub(crate) groups_committed: AtomicU64,
+    pub(crate) groups_aborted: AtomicU64,
     pub(crate) chain_len: [AtomicU64; CHAIN_LEN_BUCKETS],
 }
 
@@ -73,6 +79,8 @@ impl Counters {
             bytes_relocated: get(&self.bytes_relocated),
             checkpoints: get(&self.checkpoints),
             checkpoint_fallbacks: get(&self.checkpoint_fallbacks),
+            groups_committed: get(&self.groups_committed),
+            groups_aborted: get(&self.groups_aborted),
             chain_len_histogram: std::array::from_fn(|i| get(&self.chain_len[i])),
         }
     }

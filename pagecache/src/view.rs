@@ -10,10 +10,17 @@ use crate::node::{Body, Node};
 /// A page as one reader saw it: the chain from the head it loaded down to the base. Nothing is
 /// copied; the guard lifetime `'g` keeps every node alive. Pass it back as the expected state
 /// of `prepend`, `replace` or `free`.
+///
+/// If the head was a delta staged by an uncommitted [`Group`](crate::Group) when the view was
+/// taken, the view shows the page without it ([`PageView::head_is_staged`]); that is decided
+/// once, when the view is taken, so a view never changes under its reader.
 pub struct PageView<'g, M: PageModel> {
     pub(crate) pid: Pid,
     pub(crate) word: SlotWord,
+    /// The node the slot held (what a CAS expects and a new delta links to).
     pub(crate) head: &'g Node<M>,
+    /// The newest visible node: `head`, or the first node below the uncommitted staged ones.
+    pub(crate) top: &'g Node<M>,
 }
 
 impl<M: PageModel> Clone for PageView<'_, M> {
@@ -38,9 +45,17 @@ impl<'g, M: PageModel> PageView<'g, M> {
         self.pid
     }
 
-    /// Number of fragments (deltas + 1).
+    /// Number of visible fragments (deltas + 1).
     pub fn len(&self) -> usize {
-        self.head.len as usize
+        self.top.len as usize
+    }
+
+    /// Whether the page's head was a delta staged by an uncommitted group when this view was
+    /// taken. The view then shows the page without the group's deltas, and `prepend`,
+    /// `replace`, `free` and `evict` refuse it as if their CAS had lost: re-read (with
+    /// backoff) until the group commits or aborts.
+    pub fn head_is_staged(&self) -> bool {
+        !std::ptr::eq(self.head, self.top)
     }
 
     /// Always false: a page has at least its base.
@@ -50,7 +65,7 @@ impl<'g, M: PageModel> PageView<'g, M> {
 
     /// The fragments, newest first, ending with the base.
     pub fn iter(&self) -> impl Iterator<Item = Fragment<'g, M>> + 'g {
-        self.head.chain().map(|n| match &n.body {
+        self.top.chain().map(|n| match &n.body {
             Body::Delta(d) => Fragment::Delta(d),
             Body::Base(b) => Fragment::Base(b),
         })
@@ -66,7 +81,7 @@ impl<'g, M: PageModel> PageView<'g, M> {
 
     /// The base.
     pub fn base(&self) -> &'g M::Base {
-        self.head.base_body()
+        self.top.base_body()
     }
 
     /// The base with every delta applied.
@@ -78,12 +93,13 @@ impl<'g, M: PageModel> PageView<'g, M> {
 
     /// Heap bytes of the chain (what the cache budget counts for it).
     pub fn heap_bytes(&self) -> usize {
-        self.head.chain_bytes
+        self.top.chain_bytes
     }
 
-    /// The chain's nodes, newest first (crate use: fragments' disk pointers).
+    /// The visible chain's nodes, newest first (crate use: fragments' disk pointers). Never
+    /// an uncommitted staged node.
     pub(crate) fn nodes(&self) -> impl Iterator<Item = &'g Node<M>> + 'g {
-        self.head.chain()
+        self.top.chain()
     }
 }
 
@@ -91,7 +107,8 @@ impl<M: PageModel> fmt::Debug for PageView<'_, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PageView")
             .field("pid", &self.pid)
-            .field("len", &self.head.len)
+            .field("len", &self.top.len)
+            .field("head_is_staged", &self.head_is_staged())
             .finish_non_exhaustive()
     }
 }

@@ -1,5 +1,5 @@
-//! Model test: random allocate / prepend Set-Del / replace / free / evict / checkpoint / clean /
-//! flush / restart / crash sequences on the simulated storage with `Config::small` (16 KiB
+//! Model test: random allocate / prepend Set-Del / replace / free / evict / atomic group /
+//! checkpoint / clean / flush / restart / crash sequences on the simulated storage with `Config::small` (16 KiB
 //! cache, 8 KiB segments), so eviction, page-in, consolidation, cleaning and segment reuse
 //! happen all the time, checked against a plain `BTreeMap<pid, Map>`.
 //!
@@ -56,7 +56,13 @@ enum Act {
     Restart,
     /// seed, mode, in place (else on a snapshot).
     Crash(u64, u8, bool),
+    /// Sets (`Some`) and Dels (`None`) on pages by index, staged as one atomic group, then:
+    /// 0 commit, 1 abort, 2 drop, 3 checkpoint while staged and commit.
+    Group(Vec<(usize, u64, Option<u64>)>, u8),
 }
+
+/// Groups committed over the whole suite (not vacuous).
+static GROUPS_COMMITTED: AtomicU64 = AtomicU64::new(0);
 
 fn base() -> impl Strategy<Value = Vec<(u64, u64)>> {
     proptest::collection::vec((0..KEYS, any::<u64>()), 0..32)
@@ -78,6 +84,11 @@ fn act() -> impl Strategy<Value = Act> {
         2 => Just(Act::Flush),
         1 => Just(Act::Restart),
         2 => (any::<u64>(), 0u8..4, any::<bool>()).prop_map(|(s, m, p)| Act::Crash(s, m, p)),
+        3 => (
+            proptest::collection::vec((idx, 0..KEYS, proptest::option::of(any::<u64>())), 1..6),
+            0u8..4
+        )
+            .prop_map(|(ops, outcome)| Act::Group(ops, outcome)),
     ]
 }
 
@@ -204,6 +215,61 @@ impl Run {
         self.mutated(raw, "prepend")
     }
 
+    /// Stages `ops` as one group (pages read back unchanged while staged), then ends it per
+    /// `outcome` (see [`Act::Group`]). A commit is one mutation: crashes keep all or none.
+    fn group(
+        &mut self,
+        ops: &[(usize, u64, Option<u64>)],
+        outcome: u8,
+    ) -> Result<(), TestCaseError> {
+        if self.model.is_empty() {
+            return Ok(());
+        }
+        let guard = crossbeam_epoch::pin();
+        let mut group = self.cache().begin_group(&guard);
+        let mut staged = Vec::new();
+        for &(i, k, v) in ops {
+            let raw = self.page(i).expect("nonempty model");
+            let op = v.map_or(Op::Del(k), |v| Op::Set(k, v));
+            let view = self
+                .cache()
+                .read(pid(raw), &guard)
+                .unwrap()
+                .expect("page exists");
+            match group.stage(op.clone(), &view) {
+                Ok(r) => prop_assert!(r.is_ok(), "single-threaded stage lost a race"),
+                Err(pagecache::Error::FragmentTooLarge { .. }) => break,
+                Err(e) => return Err(TestCaseError::fail(format!("stage: {e}"))),
+            }
+            staged.push((raw, op));
+        }
+        for (raw, _) in &staged {
+            self.check_page(*raw, "staging (invisible)")?;
+        }
+        match outcome {
+            1 => group.abort().unwrap(),
+            2 => drop(group),
+            _ => {
+                if outcome == 3 {
+                    self.cache().checkpoint().unwrap();
+                    self.hist = History::durable(&self.model);
+                }
+                group.commit().unwrap();
+                GROUPS_COMMITTED.fetch_add(1, Ordering::Relaxed);
+                for (raw, op) in &staged {
+                    let m = self.model.get_mut(raw).expect("page in model");
+                    *m = <MapModel as pagecache::PageModel>::consolidate(m, &[op]);
+                }
+                self.hist.push(&self.model);
+            }
+        }
+        drop(guard);
+        for (raw, _) in &staged {
+            self.check_page(*raw, "the group's end")?;
+        }
+        Ok(())
+    }
+
     fn full_check(&self, what: &str) -> Result<(), TestCaseError> {
         let got = dump(self.cache(), self.bound + 8);
         prop_assert_eq!(&got, &self.model, "all pages after {}", what);
@@ -313,6 +379,7 @@ impl Run {
                 self.hist = History::durable(&self.model);
                 self.full_check("restart")?;
             }
+            Act::Group(ops, outcome) => self.group(ops, *outcome)?,
             Act::Crash(seed, m, in_place) => {
                 TOTALS.crashes.fetch_add(1, Ordering::Relaxed);
                 let cache = self.cache.take().expect("open");
@@ -443,4 +510,7 @@ fn pagecache_matches_model_across_restarts_and_crashes() {
         "no segment reuse in the whole run"
     );
     assert!(get(&t.crashes) > 0, "no crash in the whole run");
+    let groups = GROUPS_COMMITTED.load(Ordering::Relaxed);
+    eprintln!("{groups} atomic groups committed");
+    assert!(groups > 0, "no group committed in the whole run");
 }

@@ -142,7 +142,7 @@ mod tests {
     use crate::checkpoint::encode::encode;
 
     fn loc(offset: u64, len: u64) -> Location {
-        Location::from_word(len << 40 | offset).unwrap()
+        Location::from_word(len << 39 | offset).unwrap()
     }
 
     fn pid(raw: u64) -> Pid {

@@ -45,7 +45,7 @@ fn random_checkpoint(lsn: u64, pages: u64, rng: &mut SimRng) -> Checkpoint {
             next = pid.get() + 1;
             let locations = (0..1 + rng.below(4))
                 .map(|_| {
-                    let word = (1 + rng.below(crate::MAX_RECORD_LEN)) << 40
+                    let word = (1 + rng.below(crate::MAX_RECORD_LEN)) << 39
                         | rng.below(crate::MAX_FILE_BYTES);
                     Location::from_word(word).unwrap()
                 })

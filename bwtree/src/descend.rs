@@ -1,0 +1,118 @@
+//! Finding the leaf for a key: a B-link descent from the root with range checks.
+//!
+//! Arriving at a node, the probe is checked against the node's fences: past the high fence,
+//! follow the right sibling (a split whose index entry is not posted yet: post it on the way);
+//! below the low fence, or at a freed or removed node, restart from the root (after helping a
+//! removal finish). Restarts are bounded ([`MAX_RESTARTS`]) and back off.
+
+use crossbeam_epoch::Guard;
+use radix::Pid;
+
+use crate::core::{backoff, pid_of, MAX_RESTARTS};
+use crate::error::{Error, Result};
+use crate::search::{header, route, Header, Probe, View};
+use crate::stats::Counters;
+use crate::tree::Tree;
+
+/// Most right-sibling hops in one descent before restarting (a long chain of unposted splits
+/// is possible, an endless one is a bug or a stale pid).
+const MAX_HOPS: u32 = 1 << 16;
+
+/// The leaf a descent arrived at, with the index nodes it passed (root first).
+pub(crate) struct Leaf<'g> {
+    pub(crate) pid: Pid,
+    pub(crate) view: View<'g>,
+    pub(crate) header: Header<'g>,
+    pub(crate) path: Vec<Pid>,
+}
+
+/// What a descent does besides finding the leaf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Only read (still helps finish half-done splits and merges it runs into).
+    Read,
+    /// About to write: also consolidates, splits and merges the index nodes on the way.
+    Write,
+}
+
+/// A descent that must start over, and why (for counters and debugging).
+pub(crate) enum Step<'g> {
+    Arrived(Leaf<'g>),
+    Restart,
+}
+
+impl Tree {
+    /// The leaf covering `probe`.
+    pub(crate) fn descend<'g>(
+        &self,
+        probe: Probe<'_>,
+        mode: Mode,
+        guard: &'g Guard,
+    ) -> Result<Leaf<'g>> {
+        for attempt in 0..MAX_RESTARTS {
+            if attempt > 0 {
+                Counters::bump(&self.core.counters.restarts);
+                backoff(attempt);
+            }
+            if let Step::Arrived(leaf) = self.try_descend(probe, mode, guard)? {
+                return Ok(leaf);
+            }
+        }
+        Err(Error::Contention("a descent to a leaf"))
+    }
+
+    fn try_descend<'g>(&self, probe: Probe<'_>, mode: Mode, guard: &'g Guard) -> Result<Step<'g>> {
+        let mut path: Vec<Pid> = Vec::new();
+        let mut pid = self.root;
+        // The level the next node must have (None at the root, whose level changes).
+        let mut level: Option<u8> = None;
+        let mut via_parent = false;
+        for _ in 0..MAX_HOPS {
+            let Some(view) = self.core.read(pid, guard)? else {
+                return Ok(Step::Restart);
+            };
+            let Some(h) = header(&view) else {
+                return Ok(Step::Restart);
+            };
+            if level.is_some_and(|l| l != h.level) {
+                return Ok(Step::Restart); // a stale pid, reused at another level
+            }
+            if let Some(parent) = h.removed {
+                self.help_removed(pid, parent, guard)?;
+                return Ok(Step::Restart);
+            }
+            if probe.before(h.low) {
+                return Ok(Step::Restart);
+            }
+            if probe.past(h.high.map(|v| &**v)) {
+                let right = h
+                    .right
+                    .expect("a node with a high fence has a right sibling");
+                if via_parent {
+                    if let Some(&parent) = path.last() {
+                        self.post_index_entry(parent, pid, &h, guard)?;
+                    }
+                }
+                pid = pid_of(right)?;
+                via_parent = false;
+                continue;
+            }
+            if mode == Mode::Write && self.maintain(pid, &view, &h, &path, guard)? {
+                return Ok(Step::Restart);
+            }
+            if h.level == 0 {
+                return Ok(Step::Arrived(Leaf {
+                    pid,
+                    view,
+                    header: h,
+                    path,
+                }));
+            }
+            path.push(pid);
+            pid = pid_of(route(&view, probe))?;
+            level = Some(h.level - 1);
+            via_parent = true;
+        }
+        Ok(Step::Restart)
+    }
+}

@@ -1,0 +1,225 @@
+//! Reading a node through its delta chain without consolidating it: its fences and state
+//! ([`Header`]), a leaf lookup, and index routing.
+//!
+//! Deltas are read newest first; the first one that decides the question wins. Record deltas
+//! above a `Split` never hold keys at or past its separator (writers range-check on arrival),
+//! and record deltas below a `Merge` never hold keys at or past its separator (the node ended
+//! there), so a newest-first walk needs no further filtering.
+
+use pagecache::{Fragment, PageView};
+
+use crate::consolidate::TreeModel;
+use crate::node::{Delta, MergeIntent, Node, Page, RawPid};
+use crate::value::Value;
+
+pub(crate) type View<'g> = PageView<'g, TreeModel>;
+
+/// Where a descent is going: the node covering a key, or the node covering the keys just
+/// below a bound (reverse iteration; `None`: the last node).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Probe<'a> {
+    At(&'a [u8]),
+    Below(Option<&'a [u8]>),
+}
+
+impl Probe<'_> {
+    /// Whether the target lies at or past `sep` (so in the part of a node from `sep` on).
+    pub(crate) fn from(&self, sep: &[u8]) -> bool {
+        match *self {
+            Probe::At(k) => k >= sep,
+            Probe::Below(Some(b)) => b > sep,
+            Probe::Below(None) => true,
+        }
+    }
+
+    /// Whether the target lies in `[low, high)` (for `Below`, whether keys just under the
+    /// bound do).
+    pub(crate) fn within(&self, low: &[u8], high: Option<&[u8]>) -> bool {
+        !self.before(low) && !self.past(high)
+    }
+
+    /// Whether the target lies below `low`.
+    pub(crate) fn before(&self, low: &[u8]) -> bool {
+        !self.from(low)
+    }
+
+    /// Whether the target lies at or past `high`.
+    pub(crate) fn past(&self, high: Option<&[u8]>) -> bool {
+        match (*self, high) {
+            (_, None) => false,
+            (Probe::At(k), Some(h)) => k >= h,
+            (Probe::Below(Some(b)), Some(h)) => b > h,
+            (Probe::Below(None), Some(_)) => true,
+        }
+    }
+
+    /// The child of a consolidated index node that covers the target.
+    pub(crate) fn child_of(&self, n: &Node) -> RawPid {
+        debug_assert!(!n.is_leaf() && !n.kids.is_empty());
+        let i = match *self {
+            Probe::At(k) => n.child_index(k),
+            Probe::Below(Some(b)) => n.keys.partition_point(|s| **s < *b).saturating_sub(1),
+            Probe::Below(None) => n.keys.len() - 1,
+        };
+        n.kids[i]
+    }
+}
+
+/// A node's fences and state as its chain shows them.
+#[derive(Debug)]
+pub(crate) struct Header<'g> {
+    pub(crate) level: u8,
+    pub(crate) low: &'g Value,
+    pub(crate) high: Option<&'g Value>,
+    pub(crate) right: Option<RawPid>,
+    pub(crate) removed: Option<RawPid>,
+    pub(crate) intent: Option<&'g MergeIntent>,
+    /// An upper bound on the records (leaf) or separators (index) the node holds.
+    pub(crate) max_len: usize,
+    /// Fragments in the chain (deltas + 1).
+    pub(crate) chain_len: usize,
+    /// Key and value bytes in the chain (an upper bound on the consolidated node's).
+    pub(crate) payload_bytes: usize,
+}
+
+/// The node under `view`'s chain, or `None` if the page is not a tree node.
+pub(crate) fn base_node<'g>(view: &View<'g>) -> Option<&'g Node> {
+    match view.base() {
+        Page::Node(n) => Some(n),
+        Page::Catalog(_) => None,
+    }
+}
+
+/// Reads a node's header. `None` if the page is not a tree node (a stale pid now reused by
+/// the catalog cannot happen, but a reader must not trust it).
+pub(crate) fn header<'g>(view: &View<'g>) -> Option<Header<'g>> {
+    let base = base_node(view)?;
+    let mut h = Header {
+        level: base.level,
+        low: &base.low,
+        high: None,
+        right: None,
+        removed: base.removed,
+        intent: None,
+        max_len: base.len(),
+        chain_len: view.len(),
+        payload_bytes: base.payload_bytes(),
+    };
+    let (mut fenced, mut intent_known) = (false, false);
+    for d in view.deltas() {
+        match d {
+            Delta::Put { key, val, .. } => {
+                h.max_len += 1;
+                h.payload_bytes += key.len() + val.len();
+            }
+            // Removals are only written for present keys, so each takes one away.
+            Delta::Del { .. } => h.max_len = h.max_len.saturating_sub(1),
+            Delta::Batch { ops } => {
+                h.max_len += ops.len();
+                h.payload_bytes += ops
+                    .iter()
+                    .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
+                    .sum::<usize>();
+            }
+            Delta::Split { sep, right } if !fenced => {
+                fenced = true;
+                h.high = Some(sep);
+                h.right = Some(*right);
+            }
+            Delta::Merge { node, .. } => {
+                h.max_len += node.len();
+                h.payload_bytes += node.payload_bytes();
+                if !fenced {
+                    fenced = true;
+                    h.high = node.high.as_ref();
+                    h.right = node.right;
+                }
+            }
+            Delta::Remove { parent } => h.removed = Some(*parent),
+            Delta::IndexEntry { sep, .. } => {
+                h.max_len += 1;
+                h.payload_bytes += sep.len() + 8;
+            }
+            Delta::Intent(i) if !intent_known => {
+                intent_known = true;
+                h.intent = Some(i);
+            }
+            Delta::TermDelete { .. } => {
+                intent_known = true;
+                h.max_len = h.max_len.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+    if !fenced {
+        h.high = base.high.as_ref();
+        h.right = base.right;
+    }
+    if !intent_known {
+        h.intent = base.intent.as_ref();
+    }
+    Some(h)
+}
+
+/// The value of `key` in a leaf whose range covers it.
+pub(crate) fn leaf_get<'g>(view: &View<'g>, key: &[u8]) -> Option<&'g Value> {
+    for f in view.iter() {
+        match f {
+            Fragment::Delta(Delta::Put { key: k, val, .. }) if **k == *key => return Some(val),
+            Fragment::Delta(Delta::Del { key: k, .. }) if **k == *key => return None,
+            Fragment::Delta(Delta::Batch { ops }) => {
+                if let Some((_, v)) = ops.iter().rev().find(|(k, _)| **k == *key) {
+                    return v.as_ref();
+                }
+            }
+            Fragment::Delta(Delta::Merge { sep, node }) if key >= &**sep => {
+                return node_get(node, key);
+            }
+            Fragment::Delta(_) => {}
+            Fragment::Base(Page::Node(n)) => return node_get(n, key),
+            Fragment::Base(Page::Catalog(_)) => return None,
+        }
+    }
+    unreachable!("a chain ends with its base")
+}
+
+fn node_get<'g>(n: &'g Node, key: &[u8]) -> Option<&'g Value> {
+    n.keys
+        .binary_search_by(|k| (**k).cmp(key))
+        .ok()
+        .map(|i| &n.vals[i])
+}
+
+/// The child of an index node (whose range covers the probe) that covers the probe.
+pub(crate) fn route(view: &View<'_>, probe: Probe<'_>) -> RawPid {
+    for f in view.iter() {
+        match f {
+            Fragment::Delta(Delta::IndexEntry { sep, next, child })
+                if probe.within(sep, next.as_deref()) =>
+            {
+                return *child
+            }
+            Fragment::Delta(Delta::TermDelete {
+                left_sep,
+                next,
+                left,
+                ..
+            }) if probe.within(left_sep, next.as_deref()) => return *left,
+            Fragment::Delta(Delta::Merge { sep, node }) if probe.from(sep) => {
+                return probe.child_of(node)
+            }
+            Fragment::Delta(_) => {}
+            Fragment::Base(Page::Node(n)) => return probe.child_of(n),
+            Fragment::Base(Page::Catalog(_)) => break,
+        }
+    }
+    unreachable!("routing through a page that is not an index node")
+}
+
+/// The consolidated node under `view`.
+pub(crate) fn materialize(view: &View<'_>) -> Option<Node> {
+    match view.consolidate() {
+        Page::Node(n) => Some(n),
+        Page::Catalog(_) => None,
+    }
+}
