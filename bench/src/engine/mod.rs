@@ -10,7 +10,6 @@
 
 use std::path::{Path, PathBuf};
 
-#[cfg(feature = "bwtree-engine")]
 mod bwtree;
 #[cfg(feature = "peers")]
 mod fjall;
@@ -86,12 +85,9 @@ pub trait Reader {
     fn scan(&mut self, start: &[u8], n: usize) -> Result<usize>;
 }
 
-/// The engines built into this binary, in table order (bwtree first when it is built).
+/// The engines built into this binary, in table order (bwtree first).
 pub fn available() -> Vec<&'static str> {
-    let mut names = Vec::new();
-    if cfg!(feature = "bwtree-engine") {
-        names.push("bwtree");
-    }
+    let mut names = vec!["bwtree"];
     if cfg!(feature = "peers") {
         names.extend(["sled", "redb", "fjall", "lmdb"]);
     }
@@ -103,9 +99,7 @@ pub fn available() -> Vec<&'static str> {
 
 /// Opens the engine called `name` on `options.dir`.
 pub fn open(name: &str, options: &OpenOptions) -> Result<Box<dyn Engine>> {
-    let _ = options;
     match name {
-        #[cfg(feature = "bwtree-engine")]
         "bwtree" => Ok(Box::new(bwtree::BwTree::open(options)?)),
         #[cfg(feature = "peers")]
         "sled" => Ok(Box::new(sled::Sled::open(options)?)),
