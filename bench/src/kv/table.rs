@@ -19,6 +19,15 @@ pub fn ratio(unit: Unit, ours: f64, theirs: f64) -> f64 {
     }
 }
 
+/// A ratio for a table cell: two decimals, and "<0.01x" rather than a misleading "0.00x".
+fn ratio_cell(r: f64) -> String {
+    if r < 0.01 {
+        "<0.01x".into()
+    } else {
+        format!("{r:.2}x")
+    }
+}
+
 fn phase<'a>(report: &'a EngineReport, name: &str) -> Option<&'a Phase> {
     report.phases.iter().find(|p| p.name == name)
 }
@@ -56,9 +65,9 @@ pub fn markdown(reports: &[EngineReport]) -> String {
                 Some(q) => match our {
                     Some(o) if report.engine != OURS => {
                         format!(
-                            "{} ({:.2}x)",
+                            "{} ({})",
                             q.unit.format(q.value),
-                            ratio(q.unit, o.value, q.value)
+                            ratio_cell(ratio(q.unit, o.value, q.value))
                         )
                     }
                     _ => q.unit.format(q.value),
@@ -67,9 +76,7 @@ pub fn markdown(reports: &[EngineReport]) -> String {
             let _ = write!(out, " {cell} |");
         }
         let (best, vs) = match (best_peer(reports, &p.name), our) {
-            (Some((name, b)), Some(o)) => {
-                (name, format!("{:.2}x", ratio(b.unit, o.value, b.value)))
-            }
+            (Some((name, b)), Some(o)) => (name, ratio_cell(ratio(b.unit, o.value, b.value))),
             (Some((name, _)), None) => (name, "-".into()),
             (None, _) => ("-", "-".into()),
         };
