@@ -17,6 +17,7 @@ mod log_suite;
 mod radix_suite;
 mod report;
 mod rss;
+mod stress;
 mod ycsb;
 
 use std::path::PathBuf;
@@ -35,7 +36,7 @@ enum Suite {
     Ycsb,
     /// In-memory ordered maps (not built yet).
     Mem,
-    /// Timed mixed workload printing ops/s every second (not built yet).
+    /// bwtree under a timed mixed workload, printing ops/s every second (soak and sanitizer runs).
     Stress,
     /// Mapping-table lookup and CAS throughput, memory per id.
     Radix,
@@ -69,6 +70,9 @@ struct Cli {
     /// kv and ycsb suites: pairs loaded (default: kv 200000 and ycsb 100000; with --full, 1M).
     #[arg(long)]
     keys: Option<usize>,
+    /// stress suite: how long to run, in minutes (default: 0.25, with --full 5).
+    #[arg(long)]
+    minutes: Option<f64>,
     /// kv and ycsb suites: every engine's cache budget in MiB.
     #[arg(long, default_value_t = 64)]
     cache_mib: u64,
@@ -133,7 +137,25 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            Suite::Mem | Suite::Stress => {
+            Suite::Stress => {
+                let minutes = cli.minutes.unwrap_or(if cli.full { 5.0 } else { 0.25 });
+                let cfg = stress::StressConfig {
+                    dir: cli.out.join("scratch"),
+                    duration: std::time::Duration::from_secs_f64(minutes * 60.0),
+                    threads: cli.threads.iter().copied().max().unwrap_or(2),
+                    keys: cli.keys.unwrap_or(10_000) as u64,
+                    cache_capacity_bytes: cli.cache_mib << 20,
+                    seed: cli.seed,
+                };
+                match stress::run(&cfg) {
+                    Ok(stress_rows) => rows.extend(stress_rows),
+                    Err(e) => {
+                        eprintln!("stress: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            Suite::Mem => {
                 eprintln!(
                     "suite {suite:?} is not built yet (issue 6); built: kv, ycsb, radix, log"
                 );
