@@ -14,6 +14,7 @@ mod isolate;
 mod keys;
 mod kv;
 mod log_suite;
+mod mem;
 mod radix_suite;
 mod report;
 mod rss;
@@ -34,7 +35,7 @@ enum Suite {
     Kv,
     /// YCSB workloads A, B, C, E, F, uniform and zipfian, against the peer stores.
     Ycsb,
-    /// In-memory ordered maps (not built yet).
+    /// In-memory ordered maps: bwtree (temporary) against BTreeMap, SkipMap and TreeIndex.
     Mem,
     /// bwtree under a timed mixed workload, printing ops/s every second (soak and sanitizer runs).
     Stress,
@@ -156,10 +157,14 @@ fn main() -> ExitCode {
                 }
             }
             Suite::Mem => {
-                eprintln!(
-                    "suite {suite:?} is not built yet (issue 6); built: kv, ycsb, radix, log"
-                );
-                return ExitCode::FAILURE;
+                let cfg = mem::MemConfig {
+                    keys: cli
+                        .keys
+                        .unwrap_or(if cli.full { 1_000_000 } else { 200_000 }),
+                    threads: cli.threads.clone(),
+                    seed: cli.seed,
+                };
+                rows.extend(mem::run(&cfg, |msg| eprintln!("running {msg}")));
             }
             Suite::Radix => {
                 let cfg = radix_suite::RadixConfig {
@@ -199,11 +204,14 @@ fn main() -> ExitCode {
     }
     let others: Vec<report::Row> = rows
         .iter()
-        .filter(|r| r.suite != "kv" && r.suite != "ycsb")
+        .filter(|r| r.suite != "kv" && r.suite != "ycsb" && r.suite != "stress")
         .cloned()
         .collect();
     if !others.is_empty() {
-        println!("{}", report::markdown(&others, &["radix", "logstore"]));
+        println!(
+            "{}",
+            report::markdown(&others, &["radix", "logstore", "bwtree"])
+        );
     }
     match report::save_json(&rows, &cli.out) {
         Ok(path) => {
