@@ -51,8 +51,11 @@ pub struct OpenOptions {
     /// caching to the kernel's page cache).
     pub cache_capacity_bytes: u64,
     /// An upper bound on the data, for stores that must reserve address space up front (LMDB).
+    // Read only by peer adapters: unused when the `peers` feature is off.
+    #[cfg_attr(not(feature = "peers"), allow(dead_code))]
     pub max_data_bytes: u64,
     /// Background threads a store may start, where it lets us choose (2 on a 2-core machine).
+    #[cfg_attr(not(feature = "peers"), allow(dead_code))]
     pub background_threads: usize,
 }
 
