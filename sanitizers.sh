@@ -26,7 +26,7 @@ done
 
 target=x86_64-unknown-linux-gnu
 # The crates with tests that exercise real concurrency and I/O. Later layers add themselves here.
-packages=(-p radix -p logstore -p pagecache)
+packages=(-p radix -p logstore -p pagecache -p bwtree)
 
 need_nightly() {
     if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
@@ -49,9 +49,9 @@ need_nightly() {
 
 # Bounded work in quick mode: short stress runs, fewer proptest cases and crash cycles.
 if [ "$quick" = 1 ]; then
-    export RADIX_STRESS_MS=500 PROPTEST_CASES=16 LOG_STRESS_MS=500 LOG_CRASH_CYCLES=3 PC_STRESS_MS=500
+    export RADIX_STRESS_MS=500 PROPTEST_CASES=16 LOG_STRESS_MS=500 LOG_CRASH_CYCLES=3 PC_STRESS_MS=500 BWTREE_STRESS_MS=300
 else
-    export RADIX_STRESS_MS=3000 PC_STRESS_MS=3000
+    export RADIX_STRESS_MS=3000 PC_STRESS_MS=3000 BWTREE_STRESS_MS=3000
 fi
 
 failures=()

@@ -49,7 +49,18 @@ impl Tree {
         mode: Mode,
         guard: &'g Guard,
     ) -> Result<Leaf<'g>> {
-        for attempt in 0..MAX_RESTARTS {
+        self.descend_within(probe, mode, MAX_RESTARTS, guard)
+    }
+
+    /// As [`Tree::descend`], restarting at most `restarts` times ([`Error::Contention`] then).
+    pub(crate) fn descend_within<'g>(
+        &self,
+        probe: Probe<'_>,
+        mode: Mode,
+        restarts: u32,
+        guard: &'g Guard,
+    ) -> Result<Leaf<'g>> {
+        for attempt in 0..restarts {
             if attempt > 0 {
                 Counters::bump(&self.core.counters.restarts);
                 backoff(attempt);

@@ -29,6 +29,7 @@
 //! configured flush interval. After a crash, the database holds a prefix of the completed
 //! writes: everything flushed, perhaps some more, batches all or nothing.
 
+mod batch;
 mod config;
 mod consolidate;
 mod core;
@@ -44,6 +45,7 @@ mod stats;
 mod tree;
 mod value;
 
+pub use batch::Batch;
 pub use config::Config;
 pub use db::{open, Db};
 pub use error::{CompareAndSwapError, Error, Result};

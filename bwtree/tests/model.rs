@@ -40,6 +40,8 @@ enum Act {
     Fill(usize, u8, u8, u8),
     /// Removes of `n` consecutive keys (merges, root shrink).
     Clear(usize, u8, u8),
+    /// An atomic batch (`None`: remove).
+    Batch(usize, Vec<(Vec<u8>, Option<Vec<u8>>)>),
     Flush,
     Restart,
     Crash(u64, u8, bool),
@@ -72,6 +74,8 @@ fn act() -> impl Strategy<Value = Act> {
         1 => t.clone().prop_map(Act::Len),
         2 => (t.clone(), any::<u8>(), 1u8..60, any::<u8>()).prop_map(|(t, s, n, v)| Act::Fill(t, s, n, v)),
         2 => (t.clone(), any::<u8>(), 1u8..60).prop_map(|(t, s, n)| Act::Clear(t, s, n)),
+        3 => (t.clone(), proptest::collection::vec((key(), proptest::option::of(val())), 0..12))
+            .prop_map(|(t, ops)| Act::Batch(t, ops)),
         2 => Just(Act::Flush),
         1 => Just(Act::Restart),
         2 => (any::<u64>(), 0u8..4, any::<bool>()).prop_map(|(s, m, p)| Act::Crash(s, m, p)),
@@ -105,6 +109,7 @@ static WRITES: AtomicU64 = AtomicU64::new(0);
 static CRASHES: AtomicU64 = AtomicU64::new(0);
 static SPLITS: AtomicU64 = AtomicU64::new(0);
 static MERGES: AtomicU64 = AtomicU64::new(0);
+static BATCHES: AtomicU64 = AtomicU64::new(0);
 
 struct Run {
     sim: SimStorage,
@@ -296,6 +301,24 @@ impl Run {
                     self.wrote();
                 }
             }
+            Act::Batch(t, ops) => {
+                let mut b = bwtree::Batch::default();
+                for (k, v) in ops {
+                    match v {
+                        Some(v) => {
+                            b.insert(k, v);
+                            self.model[*t].insert(k.clone(), v.clone());
+                        }
+                        None => {
+                            b.remove(k);
+                            self.model[*t].remove(k);
+                        }
+                    }
+                }
+                self.trees[*t].apply_batch(b).unwrap();
+                BATCHES.fetch_add(1, Ordering::Relaxed);
+                self.wrote(); // one write: all or nothing after a crash
+            }
             Act::Flush => {
                 self.db.as_ref().unwrap().flush().unwrap();
                 self.history = vec![self.model.clone()];
@@ -382,9 +405,10 @@ fn bwtree_matches_btreemap_across_restarts_and_crashes() {
     if let Err(e) = runner.run(&proptest::collection::vec(act(), 1..200), |acts| run(&acts)) {
         panic!("bwtree model failed (BWTREE_MODEL_SEED={seed}): {e}");
     }
-    let [w, c, s, m] = [&WRITES, &CRASHES, &SPLITS, &MERGES].map(|a| a.load(Ordering::Relaxed));
+    let [w, c, s, m, b] =
+        [&WRITES, &CRASHES, &SPLITS, &MERGES, &BATCHES].map(|a| a.load(Ordering::Relaxed));
     println!(
-        "{cases} cases (seed {seed}) in {:.1?}: {w} writes, {c} crashes, {s} splits, {m} merges",
+        "{cases} cases (seed {seed}) in {:.1?}: {w} writes ({b} batches), {c} crashes, {s} splits, {m} merges",
         started.elapsed()
     );
     assert!(

@@ -4,6 +4,9 @@
 //!    its slot CAS happened before this read: the walk below sees its effect.
 //! 2. Walk every page id below the allocator's high-water mark and copy each live page's
 //!    fragment locations (re-pinning every few thousand pages so reclamation is not held up).
+//!    A page whose head is staged by an uncommitted group is copied as if the group were
+//!    absent (its view starts below); `group/mod.rs` explains why that is right on both sides
+//!    of `C`.
 //! 3. Flush again: every fragment the walk saw is durable before the checkpoint names it.
 //! 4. Write the file (tmp, fsync, rename, directory fsync) and raise the log's reuse horizon
 //!    to the oldest checkpoint kept, so segments a fallback recovery would replay stay.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::*;
@@ -533,22 +533,66 @@ fn crashes_that_tear_unsynced_group_records_keep_all_or_none() {
     assert!(all + none == 24);
 }
 
-/// One writer commits groups setting key 0 of two pages to 1, 2, 3, ...; another prepends to
-/// the first page (retrying refusals); a reader reads the first page then the second: since
-/// the group is visible at one instant, the second page is never behind the first.
-#[test]
-fn readers_see_a_group_on_all_its_pages_or_none() {
+/// One writer commits groups setting key 0 of two pages to 1, 2, 3, ... (every 7th aborted);
+/// another prepends to the first page (retrying refusals); with `upkeep`, a third evicts both
+/// pages, cleans and checkpoints in a loop under a tiny cache; the main thread reads the first
+/// page then the second: since a group is visible at one instant, the second page is never
+/// behind the first.
+fn race_groups_against_readers(upkeep: bool) {
     let sim = SimStorage::new();
     let mut cfg = small_config();
-    cfg.cache_capacity_bytes = 1 << 20;
+    if !upkeep {
+        cfg.cache_capacity_bytes = 1 << 20;
+    }
     let cache = Arc::new(open_sim(&sim, &cfg));
     let (a, b) = (alloc(&cache, &[(0, 0)]), alloc(&cache, &[(0, 0)]));
     let stop = Arc::new(AtomicBool::new(false));
-    const ROUNDS: u64 = 300;
-    let committer = {
-        let cache = Arc::clone(&cache);
+    // Work done by the helpers: the committer goes on until each did some.
+    let (prepends, evictions) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let keeper = upkeep.then(|| {
+        let (cache, stop, evictions) = (
+            Arc::clone(&cache),
+            Arc::clone(&stop),
+            Arc::clone(&evictions),
+        );
         std::thread::spawn(move || {
-            for i in 1..=ROUNDS {
+            let mut passes = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for p in [a, b] {
+                    let guard = epoch::pin();
+                    let view = read(&cache, p, &guard);
+                    if cache.evict(&view, &guard).unwrap() {
+                        evictions.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                cache.clean().unwrap();
+                passes += 1;
+                if passes % 16 == 0 {
+                    cache.checkpoint().unwrap();
+                }
+            }
+        })
+    });
+    const MIN_ROUNDS: u64 = 300;
+    let committer = {
+        let (cache, prepends, evictions) = (
+            Arc::clone(&cache),
+            Arc::clone(&prepends),
+            Arc::clone(&evictions),
+        );
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let mut i = 0;
+            let (mut committed, mut aborted) = (0u64, 0u64);
+            while i < MIN_ROUNDS
+                || prepends.load(Ordering::Relaxed) < 50
+                || (upkeep && evictions.load(Ordering::Relaxed) < 20)
+            {
+                assert!(
+                    started.elapsed().as_secs() < 60,
+                    "the helpers made no progress"
+                );
+                i += 1;
                 let guard = epoch::pin();
                 let mut group = cache.begin_group(&guard);
                 for p in [a, b] {
@@ -562,25 +606,41 @@ fn readers_see_a_group_on_all_its_pages_or_none() {
                 }
                 if i % 7 == 0 {
                     group.abort().unwrap();
+                    aborted += 1;
                 } else {
                     group.commit().unwrap();
+                    committed += 1;
                 }
             }
+            // The last round commits, so the final value is `i`.
+            let guard = epoch::pin();
+            let mut group = cache.begin_group(&guard);
+            i += 1;
+            for p in [a, b] {
+                loop {
+                    let view = read(&cache, p, &guard);
+                    if group.stage(Op::Set(0, i), &view).unwrap().is_ok() {
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+            }
+            group.commit().unwrap();
+            (i, committed + 1, aborted)
         })
     };
     let prepender = {
-        let (cache, stop) = (Arc::clone(&cache), Arc::clone(&stop));
+        let (cache, stop, prepends) =
+            (Arc::clone(&cache), Arc::clone(&stop), Arc::clone(&prepends));
         std::thread::spawn(move || {
-            let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                n += 1;
+                let n = prepends.fetch_add(1, Ordering::Relaxed);
                 update(&cache, a, Op::Set(1, n));
             }
-            n
         })
     };
     let value = |p: Pid| contents(&cache, p).unwrap()[&0];
-    let mut last = 0;
+    let (mut last, mut reads) = (0, 0u64);
     while !committer.is_finished() {
         let first = value(a);
         let second = value(b);
@@ -590,20 +650,37 @@ fn readers_see_a_group_on_all_its_pages_or_none() {
         );
         assert!(first >= last, "page a went back from {last} to {first}");
         last = first;
+        reads += 1;
     }
-    committer.join().unwrap();
+    let (last_round, committed, aborted) = committer.join().unwrap();
     stop.store(true, Ordering::Relaxed);
-    let prepends = prepender.join().unwrap();
-    let committed = (1..=ROUNDS).rev().find(|i| i % 7 != 0).unwrap();
-    assert_eq!(value(a), committed);
-    assert_eq!(value(b), committed);
-    assert!(prepends > 0);
+    prepender.join().unwrap();
+    if let Some(keeper) = keeper {
+        keeper.join().unwrap();
+    }
+    eprintln!(
+        "{committed} groups committed, {aborted} aborted, {} prepends, {} evictions, {reads} \
+         paired reads",
+        prepends.load(Ordering::Relaxed),
+        evictions.load(Ordering::Relaxed)
+    );
+    assert_eq!(value(a), last_round);
+    assert_eq!(value(b), last_round);
     let s = cache.stats();
-    assert_eq!(s.groups_aborted, ROUNDS / 7);
-    assert_eq!(s.groups_committed, ROUNDS - ROUNDS / 7);
+    assert_eq!((s.groups_committed, s.groups_aborted), (committed, aborted));
     Arc::into_inner(cache).unwrap().close().unwrap();
     let cache = open_sim(&sim, &cfg);
-    assert_eq!(contents(&cache, a).unwrap()[&0], committed);
-    assert_eq!(contents(&cache, b).unwrap()[&0], committed);
+    assert_eq!(contents(&cache, a).unwrap()[&0], last_round);
+    assert_eq!(contents(&cache, b).unwrap()[&0], last_round);
     cache.close().unwrap();
+}
+
+#[test]
+fn readers_see_a_group_on_all_its_pages_or_none() {
+    race_groups_against_readers(false);
+}
+
+#[test]
+fn groups_race_eviction_page_in_cleaning_and_checkpoints() {
+    race_groups_against_readers(true);
 }

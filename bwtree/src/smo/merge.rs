@@ -15,6 +15,26 @@ use crate::tree::Tree;
 /// Most right-sibling hops when looking for the node left of the one being merged.
 const MAX_WALK: usize = 1 << 16;
 
+/// How one step of a merge went.
+enum Step {
+    Done,
+    /// The pages changed: re-read and try again.
+    Retry,
+    /// A page it needs is staged by an uncommitted batch (perhaps the caller's own): give up
+    /// for now; whoever meets the merge next finishes it.
+    Blocked,
+}
+
+impl Step {
+    fn retry_unless(done: bool) -> Step {
+        if done {
+            Step::Done
+        } else {
+            Step::Retry
+        }
+    }
+}
+
 impl Tree {
     /// Starts merging `child` into its left sibling under `parent`: posts the intent, then
     /// runs the merge. Returns false (nothing done) if the parent is busy with another merge,
@@ -81,11 +101,18 @@ impl Tree {
             let Some(intent) = pnode.intent.clone().filter(|i| i.child == child) else {
                 return Ok(()); // finished (or never announced here)
             };
-            if !self.mark_removed(parent, &intent, guard)? {
-                continue;
+            if attempt == 20_000 && std::env::var("BWTREE_DEBUG_MERGE").is_ok() {
+                self.dump_merge(parent, &pnode, &intent, guard);
             }
-            if !self.merge_into_left(&pnode, &intent, guard)? {
-                continue;
+            match self.mark_removed(parent, &intent, guard)? {
+                Step::Done => {}
+                Step::Retry => continue,
+                Step::Blocked => return Ok(()),
+            }
+            match self.merge_into_left(&pnode, &intent, guard)? {
+                Step::Done => {}
+                Step::Retry => continue,
+                Step::Blocked => return Ok(()),
             }
             if self.delete_term(&pview, &pnode, &intent, guard)? {
                 Counters::bump(&self.core.counters.merges);
@@ -95,32 +122,59 @@ impl Tree {
         Err(Error::Contention("merging a node"))
     }
 
-    /// Step 2: `Remove` onto the child (done if it is already removed). False: retry.
-    fn mark_removed(&self, parent: Pid, intent: &MergeIntent, guard: &Guard) -> Result<bool> {
+    fn dump_merge(&self, parent: Pid, pnode: &Node, intent: &MergeIntent, guard: &Guard) {
+        eprintln!("STUCK merge parent {parent:?} {pnode:?} intent {intent:?}");
+        let show = |raw: u64| {
+            if let Ok(Some(v)) = self.core.read(pid_of(raw).unwrap(), guard) {
+                eprintln!(
+                    "  page {raw} staged={} header {:?}",
+                    v.head_is_staged(),
+                    header(&v)
+                );
+                for f in v.iter() {
+                    eprintln!("    {f:?}");
+                }
+            } else {
+                eprintln!("  page {raw} gone");
+            }
+        };
+        show(intent.child);
+        for k in &pnode.kids {
+            show(*k);
+        }
+    }
+
+    /// Step 2: `Remove` onto the child (done if it is already removed).
+    fn mark_removed(&self, parent: Pid, intent: &MergeIntent, guard: &Guard) -> Result<Step> {
         let child = pid_of(intent.child)?;
         let Some(cview) = self.core.read(child, guard)? else {
-            return Ok(false);
+            return Ok(Step::Retry);
         };
+        if cview.head_is_staged() {
+            return Ok(Step::Blocked);
+        }
         let Some(ch) = header(&cview) else {
-            return Ok(false);
+            return Ok(Step::Retry);
         };
         if ch.removed.is_some() {
-            return Ok(true);
+            return Ok(Step::Done);
         }
         if let Some(own) = ch.intent {
             // The child is an index node finishing a merge of its own: that comes first.
             let grandchild = own.child;
             self.help_merge(child, grandchild, guard)?;
-            return Ok(false);
+            return Ok(Step::Retry);
         }
         let remove = Delta::Remove {
             parent: parent.get(),
         };
-        Ok(self.core.try_prepend(remove, &cview, guard)?.is_some())
+        Ok(Step::retry_unless(
+            self.core.try_prepend(remove, &cview, guard)?.is_some(),
+        ))
     }
 
-    /// Step 3: `Merge` onto the node whose right sibling is the child. False: retry.
-    fn merge_into_left(&self, pnode: &Node, intent: &MergeIntent, guard: &Guard) -> Result<bool> {
+    /// Step 3: `Merge` onto the node whose right sibling is the child.
+    fn merge_into_left(&self, pnode: &Node, intent: &MergeIntent, guard: &Guard) -> Result<Step> {
         let i = pnode
             .keys
             .binary_search(&intent.sep)
@@ -129,24 +183,28 @@ impl Tree {
         let mut at = pid_of(pnode.kids[i - 1])?;
         for _ in 0..MAX_WALK {
             let Some(view) = self.core.read(at, guard)? else {
-                return Ok(false);
+                return Ok(Step::Retry);
             };
             let Some(h) = header(&view) else {
-                return Ok(false);
+                return Ok(Step::Retry);
             };
             let high = h.high.map(|v| &**v);
             if h.right == Some(intent.child) && high == Some(&*intent.sep) {
-                return self.install_merge(&view, intent, guard);
+                if view.head_is_staged() {
+                    return Ok(Step::Blocked);
+                }
+                let merged = self.install_merge(&view, intent, guard)?;
+                return Ok(Step::retry_unless(merged));
             }
             if h.low < &intent.sep && high.is_none_or(|hi| hi > &*intent.sep) {
-                return Ok(true); // it already covers the child's range
+                return Ok(Step::Done); // it already covers the child's range
             }
             match h.right {
                 Some(r) if high.is_some_and(|hi| hi < &*intent.sep) => at = pid_of(r)?,
-                _ => return Ok(false),
+                _ => return Ok(Step::Retry),
             }
         }
-        Ok(false)
+        Ok(Step::Retry)
     }
 
     fn install_merge<'g>(

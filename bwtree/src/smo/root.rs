@@ -67,6 +67,9 @@ impl Tree {
         let Some(cview) = self.core.read(child, guard)? else {
             return Ok(false);
         };
+        if cview.head_is_staged() {
+            return Ok(false);
+        }
         let Some(ch) = header(&cview) else {
             return Ok(false);
         };
