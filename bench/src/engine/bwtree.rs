@@ -1,11 +1,7 @@
 //! bwtree through its public `bwtree::Db` API (issue 5), opened the way the README tells users
 //! to: `Config::new().path(..).cache_capacity_bytes(..)` with the default periodic flush. A write
-//! group of one is a plain `insert`/`remove`; durability is `flush()`. Reads see the live tree.
-//!
-//! Larger write groups are, for now, the same calls one after the other: `Db::apply_batch` (one
-//! atomic log record) is still being built under issue 5. Until it lands, bwtree's bulk load,
-//! batch writes and removals are not atomic per group, unlike the peers'; switch `write_group`
-//! to `apply_batch` when it does.
+//! group of one is a plain `insert`/`remove`, larger ones an atomic `Batch` (`apply_batch`: one
+//! log record); durability is `flush()`. Reads see the live tree.
 
 use super::{Durability, Engine, Op, OpenOptions, Reader, Result};
 
@@ -25,12 +21,14 @@ impl BwTree {
 
 impl BwTree {
     fn write_group(&self, ops: &[Op<'_>]) -> Result<()> {
+        let mut batch = bwtree::Batch::default();
         for op in ops {
             match *op {
-                Op::Insert(k, v) => drop(self.db.insert(k, v)?),
-                Op::Remove(k) => drop(self.db.remove(k)?),
+                Op::Insert(k, v) => batch.insert(k, v),
+                Op::Remove(k) => batch.remove(k),
             }
         }
+        self.db.apply_batch(batch)?;
         Ok(())
     }
 }
