@@ -1,25 +1,44 @@
 //! `cargo run --release`: bwtree's benchmark suite and command-line tool.
 //!
-//! Suites built so far: `radix` (the mapping table against a flat array, a locked HashMap and
-//! DashMap) and `log` (append throughput and group commit against the raw file system). The
-//! key-value suites against peer stores arrive with the Bw-tree; asking for one that does not
-//! exist yet is an error, not an empty table.
+//! The default, `kv`, compares bwtree with the stores its users would otherwise pick (sled, redb,
+//! fjall, LMDB; RocksDB with the `rocksdb` feature), each in a child process of its own: see
+//! `kv/mod.rs`. `radix` measures the mapping table against a flat array, a locked HashMap and
+//! DashMap; `log` the log's append throughput and group commit against the raw file system.
+//! Asking for a suite that does not exist yet is an error, not an empty table.
 
 mod alloc_counter;
+mod chart;
+mod engine;
+mod engine_suites;
+mod isolate;
+mod keys;
+mod kv;
 mod log_suite;
+mod mem;
 mod radix_suite;
 mod report;
+mod rss;
+mod stress;
+mod ycsb;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[global_allocator]
 static ALLOC: alloc_counter::CountingAlloc = alloc_counter::CountingAlloc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Suite {
+    /// Key-value store phases of the redb benchmark, against the peer stores (the default).
+    Kv,
+    /// YCSB workloads A, B, C, E, F, uniform and zipfian, against the peer stores.
+    Ycsb,
+    /// In-memory ordered maps: bwtree (temporary) against BTreeMap, SkipMap and TreeIndex.
+    Mem,
+    /// bwtree under a timed mixed workload, printing ops/s every second (soak and sanitizer runs).
+    Stress,
     /// Mapping-table lookup and CAS throughput, memory per id.
     Radix,
     /// Log append throughput and durable group commit against the raw file system.
@@ -38,12 +57,26 @@ enum LogCaseArg {
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Suites to run (default: all that exist).
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Suites to run (default: kv).
     #[arg(long, value_enum, value_delimiter = ',')]
     suite: Vec<Suite>,
-    /// The long version: more repeats and more operations per run.
+    /// The long version: more keys, more repeats and more operations per run.
     #[arg(long)]
     full: bool,
+    /// kv and ycsb suites: engines to compare (comma-separated; default: every engine built in).
+    #[arg(long, value_delimiter = ',')]
+    engines: Vec<String>,
+    /// kv and ycsb suites: pairs loaded (default: kv 200000 and ycsb 100000; with --full, 1M).
+    #[arg(long)]
+    keys: Option<usize>,
+    /// stress suite: how long to run, in minutes (default: 0.25, with --full 5).
+    #[arg(long)]
+    minutes: Option<f64>,
+    /// kv and ycsb suites: every engine's cache budget in MiB.
+    #[arg(long, default_value_t = 64)]
+    cache_mib: u64,
     /// Threads to measure with (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     threads: Vec<usize>,
@@ -62,21 +95,77 @@ struct Cli {
     /// Seed of every generated key stream.
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
-    /// Where results.json goes.
+    /// Where results.json, the kv table and chart go (and the stores' scratch directories).
     #[arg(long, default_value = "target/bench-results")]
     out: PathBuf,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Internal: runs one engine's share of a suite and prints its report as JSON on stdout.
+    #[command(hide = true)]
+    RunChild {
+        /// A `kv::spec::KvSpec` as JSON.
+        #[arg(long, conflicts_with = "ycsb")]
+        kv: Option<String>,
+        /// A `ycsb::YcsbSpec` as JSON.
+        #[arg(long)]
+        ycsb: Option<String>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::RunChild { kv, ycsb }) = &cli.command {
+        return engine_suites::run_child(kv.as_deref(), ycsb.as_deref());
+    }
     let suites = if cli.suite.is_empty() {
-        vec![Suite::Radix, Suite::Log]
+        vec![Suite::Kv]
     } else {
         cli.suite.clone()
     };
     let mut rows = Vec::new();
+    let mut failed = false;
     for suite in suites {
         match suite {
+            Suite::Kv | Suite::Ycsb => {
+                let name = if suite == Suite::Kv { "kv" } else { "ycsb" };
+                match engine_suites::run(name, &engine_suites::Options::from(&cli)) {
+                    Ok(suite_rows) => rows.extend(suite_rows),
+                    Err(e) => {
+                        eprintln!("{name}: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            Suite::Stress => {
+                let minutes = cli.minutes.unwrap_or(if cli.full { 5.0 } else { 0.25 });
+                let cfg = stress::StressConfig {
+                    dir: cli.out.join("scratch"),
+                    duration: std::time::Duration::from_secs_f64(minutes * 60.0),
+                    threads: cli.threads.iter().copied().max().unwrap_or(2),
+                    keys: cli.keys.unwrap_or(10_000) as u64,
+                    cache_capacity_bytes: cli.cache_mib << 20,
+                    seed: cli.seed,
+                };
+                match stress::run(&cfg) {
+                    Ok(stress_rows) => rows.extend(stress_rows),
+                    Err(e) => {
+                        eprintln!("stress: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            Suite::Mem => {
+                let cfg = mem::MemConfig {
+                    keys: cli
+                        .keys
+                        .unwrap_or(if cli.full { 1_000_000 } else { 200_000 }),
+                    threads: cli.threads.clone(),
+                    seed: cli.seed,
+                };
+                rows.extend(mem::run(&cfg, |msg| eprintln!("running {msg}")));
+            }
             Suite::Radix => {
                 let cfg = radix_suite::RadixConfig {
                     id_counts: vec![1_000_000, 16_000_000],
@@ -113,11 +202,25 @@ fn main() -> ExitCode {
             }
         }
     }
-    println!("{}", report::markdown(&rows, &["radix", "logstore"]));
+    let others: Vec<report::Row> = rows
+        .iter()
+        .filter(|r| r.suite != "kv" && r.suite != "ycsb" && r.suite != "stress")
+        .cloned()
+        .collect();
+    if !others.is_empty() {
+        println!(
+            "{}",
+            report::markdown(&others, &["radix", "logstore", "bwtree"])
+        );
+    }
     match report::save_json(&rows, &cli.out) {
         Ok(path) => {
             eprintln!("results saved to {}", path.display());
-            ExitCode::SUCCESS
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             eprintln!("could not save results under {}: {e}", cli.out.display());

@@ -1,0 +1,67 @@
+//! Every built engine against the same small script: the adapters agree on what the suite's
+//! operations mean. With `--no-default-features` (the README's test command) only the engines
+//! of this workspace are built and checked.
+
+use super::*;
+
+fn check(name: &str) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let options = OpenOptions {
+        dir: dir.path().join(name),
+        cache_capacity_bytes: 8 << 20,
+        max_data_bytes: 64 << 20,
+        background_threads: 2,
+    };
+    let engine = open(name, &options).expect("open");
+    let keys: Vec<[u8; 4]> = (0u32..100).map(|i| (i * 2).to_be_bytes()).collect();
+    let ops: Vec<Op<'_>> = keys.iter().map(|k| Op::Insert(k, b"value")).collect();
+    engine.write(&ops, Durability::None).expect("batch");
+    engine
+        .insert(b"\xff", b"last", Durability::Durable)
+        .expect("insert");
+    engine
+        .remove(&keys[0], Durability::Durable)
+        .expect("remove");
+    engine.flush().expect("flush");
+    assert_eq!(engine.len().expect("len"), 100, "{name}: len");
+    let mut reader = engine.reader().expect("reader");
+    assert_eq!(reader.get(&keys[1]).expect("get"), Some(5), "{name}: get");
+    assert_eq!(reader.get(&keys[0]).expect("get"), None, "{name}: removed");
+    assert_eq!(reader.get(b"\xff").expect("get"), Some(4), "{name}: insert");
+    // Between keys 2 and 4: starts at 4.
+    assert_eq!(
+        reader.scan(&3u32.to_be_bytes(), 10).expect("scan"),
+        10,
+        "{name}: scan"
+    );
+    // 194, 196, 198 and the one-byte key 0xff.
+    assert_eq!(
+        reader.scan(&keys[97], 10).expect("scan"),
+        4,
+        "{name}: scan to the end"
+    );
+    drop(reader);
+    assert!(
+        dir_size_bytes(&options.dir).expect("size") > 0,
+        "{name}: size"
+    );
+}
+
+#[test]
+fn every_built_engine_agrees() {
+    for name in available() {
+        check(name);
+    }
+}
+
+#[test]
+fn unknown_engine_is_a_clear_error() {
+    let options = OpenOptions {
+        dir: PathBuf::from("/nonexistent"),
+        cache_capacity_bytes: 1,
+        max_data_bytes: 1,
+        background_threads: 1,
+    };
+    let err = open("nosuch", &options).err().expect("error");
+    assert!(err.to_string().contains("not built"), "{err}");
+}

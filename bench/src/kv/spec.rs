@@ -1,0 +1,95 @@
+//! What the parent asks of a `kv` child process and what the child reports back: both cross the
+//! process boundary as JSON (the spec as an argument, the report on the child's stdout).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// One engine's run of the `kv` suite.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KvSpec {
+    pub engine: String,
+    /// A fresh directory for the store.
+    pub dir: PathBuf,
+    pub seed: u64,
+    /// Pairs of the bulk load.
+    pub keys: usize,
+    pub cache_capacity_bytes: u64,
+    pub background_threads: usize,
+    /// Single-insert durable commits.
+    pub individual_writes: usize,
+    /// Durable batches, of `batch_size` inserts each.
+    pub batches: usize,
+    pub batch_size: usize,
+    /// Range reads per pass, of `range_len` pairs each.
+    pub range_reads: usize,
+    pub range_len: usize,
+    /// Thread counts above 1 for the concurrent random-read phases.
+    pub read_threads: Vec<usize>,
+}
+
+/// How a measured figure reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unit {
+    /// Operations per second: higher is better.
+    OpsPerSec,
+    /// Bytes: lower is better.
+    Bytes,
+    /// Seconds: lower is better.
+    Secs,
+}
+
+impl Unit {
+    pub fn higher_is_better(self) -> bool {
+        self == Unit::OpsPerSec
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::OpsPerSec => "ops/s",
+            Unit::Bytes => "bytes",
+            Unit::Secs => "s",
+        }
+    }
+
+    /// The figure for a table cell.
+    pub fn format(self, value: f64) -> String {
+        match self {
+            Unit::OpsPerSec => match value {
+                v if v >= 1e6 => format!("{:.2}M/s", v / 1e6),
+                v if v >= 1e3 => format!("{:.1}k/s", v / 1e3),
+                v => format!("{v:.0}/s"),
+            },
+            Unit::Bytes => format!("{:.1} MiB", value / f64::from(1u32 << 20)),
+            Unit::Secs => match value {
+                v if v >= 1.0 => format!("{v:.2} s"),
+                v if v >= 1e-3 => format!("{:.1} ms", v * 1e3),
+                v => format!("{:.1} us", v * 1e6),
+            },
+        }
+    }
+}
+
+/// One measured phase of one engine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Phase {
+    pub name: String,
+    /// When its writes are durable: "durable each", "none + 1 flush", or "-" for reads.
+    pub durability: String,
+    pub value: f64,
+    pub unit: Unit,
+    /// Operations done and wall time (0 for measurements that are not timed).
+    pub ops: u64,
+    pub secs: f64,
+    /// A note shown beside the figure (e.g. size over the raw bytes).
+    pub note: String,
+}
+
+/// Everything one child measured (the `kv` and `ycsb` suites both report this).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EngineReport {
+    pub engine: String,
+    pub phases: Vec<Phase>,
+    /// Resident memory before the store was opened (the harness's keys and value pool).
+    pub harness_rss_bytes: u64,
+}
