@@ -86,7 +86,7 @@ impl Tree {
         }
         for attempt in 0..BATCH_ATTEMPTS {
             backoff(attempt);
-            let guard = Tree::pin();
+            let guard = crossbeam_epoch::pin();
             let mut group = self.core.cache.begin_group(&guard);
             match self.stage_all(&mut group, &ops, &guard) {
                 Ok(Staging::Complete) => {

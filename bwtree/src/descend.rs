@@ -18,6 +18,9 @@ use crate::tree::Tree;
 /// is possible, an endless one is a bug or a stale pid).
 const MAX_HOPS: u32 = 1 << 16;
 
+/// Structure changes one descent makes in place before it restarts from the root instead.
+const MAX_MAINTAIN_PER_DESCENT: u32 = 4;
+
 /// The leaf a descent arrived at, with the index nodes it passed (root first).
 pub(crate) struct Leaf<'g> {
     pub(crate) pid: Pid,
@@ -78,6 +81,7 @@ impl Tree {
         // The level the next node must have (None at the root, whose level changes).
         let mut level: Option<u8> = None;
         let mut via_parent = false;
+        let mut maintained = 0;
         for _ in 0..MAX_HOPS {
             let Some(view) = self.core.read(pid, guard)? else {
                 return Ok(Step::Restart);
@@ -109,7 +113,15 @@ impl Tree {
                 continue;
             }
             if mode == Mode::Write && self.maintain(pid, &view, &h, &path, guard)? {
-                return Ok(Step::Restart);
+                // Re-read this node, not the whole path: after a consolidation or split it
+                // still covers the lower part of its old range (the range checks above move
+                // right if needed), and a removed node sends us back to the root. A node that
+                // keeps needing work (a lost race, a staged head) restarts with backoff.
+                maintained += 1;
+                if maintained > MAX_MAINTAIN_PER_DESCENT {
+                    return Ok(Step::Restart);
+                }
+                continue;
             }
             if h.level == 0 {
                 return Ok(Step::Arrived(Leaf {

@@ -32,8 +32,6 @@ pub enum Error {
     /// An earlier write or sync failed, so the database refuses further writes: data it had
     /// accepted may not be on disk. Reopen it to recover the durable state.
     Poisoned(String),
-    /// The database is already open (in this or another process).
-    AlreadyOpen(PathBuf),
     /// An operation kept losing races past its retry bound (reported instead of spinning
     /// forever). Retrying the call is safe.
     Contention(&'static str),
@@ -121,11 +119,6 @@ impl fmt::Display for Error {
                 f,
                 "the database stopped accepting writes after an I/O failure ({cause}); reopen \
                  it to recover the durable state"
-            ),
-            Error::AlreadyOpen(path) => write!(
-                f,
-                "{} is already open (in this or another process); close it first",
-                path.display()
             ),
             Error::Contention(what) => write!(
                 f,

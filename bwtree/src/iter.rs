@@ -76,7 +76,7 @@ impl Iter {
             if !self.below_hi(&key) && !matches!(from, Bound::Unbounded) {
                 return Ok(false);
             }
-            let guard = Tree::pin();
+            let guard = crossbeam_epoch::pin();
             let leaf = self.tree.descend(Probe::At(&key), Mode::Read, &guard)?;
             let node = materialize(&leaf.view).expect("a leaf is a tree node");
             let start = match &from {
@@ -103,7 +103,7 @@ impl Iter {
             let Some(until) = self.back_next.take() else {
                 return Ok(false);
             };
-            let guard = Tree::pin();
+            let guard = crossbeam_epoch::pin();
             let probe = match &until {
                 Bound::Included(k) => Probe::At(k),
                 Bound::Excluded(k) if k.is_empty() => return Ok(false),

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crossbeam_epoch::{self as epoch, Guard};
+use crossbeam_epoch as epoch;
 use radix::Pid;
 
 use crate::core::{backoff, Core, MAX_RESTARTS};
@@ -168,7 +168,8 @@ impl Tree {
             };
             let incoming = key.len() + new.as_ref().map_or(0, |v| v.len());
             let replaced = current.map_or(0, |v| key.len() + v.len());
-            if leaf.header.payload_bytes - replaced + incoming > self.core.knobs.node_hard_max_bytes
+            if leaf.header.payload_bytes.saturating_sub(replaced) + incoming
+                > self.core.knobs.node_hard_max_bytes
             {
                 self.make_room(&leaf, &key, incoming, &guard)?;
                 continue;
@@ -205,10 +206,6 @@ impl Tree {
     /// This tree's name (empty for the default tree).
     pub fn name(&self) -> Value {
         self.name.clone()
-    }
-
-    pub(crate) fn pin() -> Guard {
-        epoch::pin()
     }
 }
 

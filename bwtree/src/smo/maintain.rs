@@ -46,7 +46,7 @@ impl Tree {
             return Ok(true);
         }
         if root_may_shrink && node.kids.len() == 1 {
-            return self.try_shrink_root(view, &node, guard);
+            return self.try_shrink_root(&node, guard);
         }
         if h.chain_len >= k.consolidation_threshold {
             self.consolidate(view, node, guard)?;
@@ -101,7 +101,9 @@ impl Tree {
             .keys
             .binary_search(key)
             .map_or(0, |i| key.len() + node.vals[i].len());
-        if node.payload_bytes() - replaced + incoming <= self.core.knobs.node_hard_max_bytes {
+        if node.payload_bytes().saturating_sub(replaced) + incoming
+            <= self.core.knobs.node_hard_max_bytes
+        {
             return self.consolidate(&leaf.view, node, guard);
         }
         let sep = if node.len() >= 2 {

@@ -54,15 +54,9 @@ impl Tree {
         self.core.free_unreachable(right_pid.get(), guard)
     }
 
-    /// The root (`view`, consolidated as `node`) is an index node with one child: mark the
+    /// The root (consolidated as `node`) is an index node with one child: mark the
     /// child removed, then pull its contents up. Returns whether the tree changed.
-    pub(crate) fn try_shrink_root<'g>(
-        &self,
-        view: &View<'g>,
-        node: &Node,
-        guard: &'g Guard,
-    ) -> Result<bool> {
-        let _ = view;
+    pub(crate) fn try_shrink_root(&self, node: &Node, guard: &Guard) -> Result<bool> {
         let child = pid_of(node.kids[0])?;
         let Some(cview) = self.core.read(child, guard)? else {
             return Ok(false);
