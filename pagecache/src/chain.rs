@@ -33,7 +33,10 @@ pub(crate) fn try_install_delta<'g, M: PageModel>(
     disk: DiskPtr,
     guard: &'g Guard,
 ) -> Result<PageView<'g, M>, M::Delta> {
-    let raw = Box::into_raw(Node::delta(delta, disk, expected.head));
+    // SAFETY: the head is live while `'g` is pinned, its pointer comes from the slot word
+    // (published from `Box::into_raw`), and the new node owns it only if the CAS from
+    // `expected.word` publishes it.
+    let raw = Box::into_raw(unsafe { Node::delta(delta, disk, expected.head_raw()) });
     let new = SlotWord::in_memory(raw);
     if slot.try_replace(expected.word, new).is_err() {
         // SAFETY: never published, so we own it; `into_unpublished_delta` detaches the older

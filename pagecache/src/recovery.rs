@@ -146,9 +146,9 @@ fn materialize<M: PageModel>(
         let (ptr, delta) = read_fragment(log, &cfg.path, pid, loc, Kind::Delta)?;
         live.push(ptr);
         let older = Box::into_raw(head);
-        // SAFETY: `older` was never published and is ours; the new node links to it and owns
-        // it from here on (its drop frees the older nodes too).
-        head = Node::delta(delta, ptr, unsafe { &*older });
+        // SAFETY: `older` comes from `Box::into_raw`, was never published and is ours; the new
+        // node links to it and owns it from here on (its drop frees the older nodes too).
+        head = unsafe { Node::delta(delta, ptr, older) };
         head.mark_completed();
     }
     Ok(head)
