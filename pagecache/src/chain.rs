@@ -45,7 +45,10 @@ pub(crate) fn try_install_delta<'g, M: PageModel>(
     if expected.head_is_staged() {
         return Err(delta);
     }
-    let raw = Box::into_raw(Node::delta(delta, disk, expected.head));
+    // SAFETY: the head is live while `'g` is pinned, its pointer comes from the slot word
+    // (published from `Box::into_raw`), and the new node owns it only if the CAS from
+    // `expected.word` publishes it.
+    let raw = Box::into_raw(unsafe { Node::delta(delta, disk, expected.head_raw()) });
     let new = SlotWord::in_memory(raw);
     if slot.try_replace(expected.word, new).is_err() {
         // SAFETY: never published, so we own it; `into_unpublished_delta` detaches the older
@@ -138,7 +141,9 @@ pub(crate) fn try_stage<'g, M: PageModel>(
     if expected.head_is_staged() && !expected.head.staged_by(group) {
         return Err(delta);
     }
-    let node = Node::group_delta(delta, Arc::clone(group), expected.head);
+    // SAFETY: as in `try_install_delta`: a live head with the slot word's provenance, owned
+    // by the new node only once the CAS publishes it.
+    let node = unsafe { Node::group_delta(delta, Arc::clone(group), expected.head_raw()) };
     let raw = Box::into_raw(node);
     let new = SlotWord::in_memory(raw);
     if slot.try_replace(expected.word, new).is_err() {

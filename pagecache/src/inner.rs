@@ -283,9 +283,10 @@ impl<M: PageModel> Inner<M> {
         sub(&self.counters.resident_bytes, bytes);
         add(&self.counters.garbage_bytes, bytes);
         let counters = self.counters.clone();
-        let head = std::ptr::from_ref(old.head).cast_mut();
+        let head = old.head_raw();
         // SAFETY: our CAS just removed this chain from its slot (callers), so nobody else
-        // retires it, and it was published from `Box::into_raw`.
+        // retires it; it was published from `Box::into_raw`, and `head_raw` carries that
+        // pointer's provenance.
         unsafe { retire(head, guard, move || sub(&counters.garbage_bytes, bytes)) };
     }
 

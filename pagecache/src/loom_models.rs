@@ -22,7 +22,6 @@
 //! the chain" as independent and never tries the free between a reader's pin and its check.
 
 // std atomics on purpose: see the module comment.
-use std::ptr;
 use std::sync::atomic::{
     AtomicBool as StdAtomicBool, AtomicU8 as StdAtomicU8, AtomicUsize as StdAtomicUsize,
     Ordering as StdOrdering,
@@ -257,7 +256,7 @@ fn retire_view(shadow: &StdArc<Shadow>, view: &View<'_>, guard: &Guard) {
     // SAFETY: the caller's CAS removed this chain from its slot, so nobody else retires it, and
     // every chain in these models was published from `Box::into_raw`.
     unsafe {
-        node::retire(ptr::from_ref(view.head).cast_mut(), guard, move || {
+        node::retire(view.head_raw(), guard, move || {
             totals.chains_dropped.fetch_add(1, StdOrdering::Relaxed);
         });
     }
@@ -759,13 +758,9 @@ fn group_abort_restores_both_pages_and_frees_staged_nodes_once() {
                     // SAFETY: `unstage` took this node out of its slot and put the chain below
                     // it back; it is retired once, and was published from `Box::into_raw`.
                     unsafe {
-                        node::retire_detached(
-                            ptr::from_ref(view.head).cast_mut(),
-                            &guard,
-                            move || {
-                                totals.chains_dropped.fetch_add(1, StdOrdering::Relaxed);
-                            },
-                        );
+                        node::retire_detached(view.head_raw(), &guard, move || {
+                            totals.chains_dropped.fetch_add(1, StdOrdering::Relaxed);
+                        });
                     }
                 }
             })

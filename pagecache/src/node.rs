@@ -90,29 +90,50 @@ impl<M: PageModel> Node<M> {
 
     /// A delta on top of `older`. Not owned by anyone until published: on failure, recover
     /// the delta with [`Node::into_unpublished_delta`].
-    pub(crate) fn delta(delta: M::Delta, disk: DiskPtr, older: &Node<M>) -> Box<Self> {
-        Self::delta_in(delta, Disk::Own(disk), older)
+    ///
+    /// `older` is a raw pointer, not `&Node`, because the chain's drop will free and write
+    /// the older node through `next`: a pointer derived from a shared reference may do
+    /// neither (Miri, Tree Borrows: a write through a child of a Frozen tag).
+    ///
+    /// # Safety
+    /// `older` must point to a live node that came from `Box::into_raw` and carry that
+    /// pointer's provenance (a slot word's pointer does, see [`PageView::head_raw`]); it must
+    /// stay alive while the new node is unpublished, and once the new node is published it
+    /// owns `older` (so `older` must be the head it replaces, or owned by the caller).
+    ///
+    /// [`PageView::head_raw`]: crate::view::PageView::head_raw
+    pub(crate) unsafe fn delta(delta: M::Delta, disk: DiskPtr, older: *mut Node<M>) -> Box<Self> {
+        // SAFETY: the caller's contract is `delta_in`'s.
+        unsafe { Self::delta_in(delta, Disk::Own(disk), older) }
     }
 
     /// A delta of `group` on top of `older` (staged, or recovered from a group record).
-    pub(crate) fn group_delta(
+    ///
+    /// # Safety
+    /// As for [`Node::delta`].
+    pub(crate) unsafe fn group_delta(
         delta: M::Delta,
         group: Arc<GroupState>,
-        older: &Node<M>,
+        older: *mut Node<M>,
     ) -> Box<Self> {
-        Self::delta_in(delta, Disk::Group(group), older)
+        // SAFETY: the caller's contract is `delta_in`'s.
+        unsafe { Self::delta_in(delta, Disk::Group(group), older) }
     }
 
-    fn delta_in(delta: M::Delta, disk: Disk, older: &Node<M>) -> Box<Self> {
+    /// # Safety
+    /// As for [`Node::delta`].
+    unsafe fn delta_in(delta: M::Delta, disk: Disk, older: *mut Node<M>) -> Box<Self> {
+        // SAFETY: live node (the caller's contract).
+        let o = unsafe { &*older };
         let own = size_of::<Self>() + M::delta_heap_bytes(&delta);
         Box::new(Node {
             body: Body::Delta(delta),
-            next: ptr::from_ref(older).cast_mut(),
+            next: older,
             disk,
-            len: older.len + 1,
-            chain_bytes: older.chain_bytes + own,
+            len: o.len + 1,
+            chain_bytes: o.chain_bytes + own,
             // Relaxed: heat is a hint.
-            heat: AtomicU8::new(older.heat.load(Ordering::Relaxed)),
+            heat: AtomicU8::new(o.heat.load(Ordering::Relaxed)),
             completed: AtomicBool::new(false),
         })
     }

@@ -157,19 +157,20 @@ fn materialize<M: PageModel>(
         let nth = delta_locs[..i].iter().filter(|&&l| l == loc).count();
         let (ptr, delta, in_group) = read_nth_fragment(log, &cfg.path, pid, loc, Kind::Delta, nth)?;
         let older = Box::into_raw(head);
-        // SAFETY: `older` was never published and is ours; the new node links to it and owns
-        // it from here on (its drop frees the older nodes too).
-        let older = unsafe { &*older };
+        // SAFETY: `older` comes from `Box::into_raw`, was never published and is ours; the new
+        // node links to it and owns it from here on (its drop frees the older nodes too).
         head = if in_group {
             let state = groups.entry(loc).or_insert_with(|| {
                 live.push(ptr);
                 Arc::new(GroupState::recovered(ptr))
             });
             state.add_live();
-            Node::group_delta(delta, Arc::clone(state), older)
+            // SAFETY: see above.
+            unsafe { Node::group_delta(delta, Arc::clone(state), older) }
         } else {
             live.push(ptr);
-            Node::delta(delta, ptr, older)
+            // SAFETY: see above.
+            unsafe { Node::delta(delta, ptr, older) }
         };
         head.mark_completed();
     }

@@ -96,6 +96,18 @@ impl<'g, M: PageModel> PageView<'g, M> {
         self.top.chain_bytes
     }
 
+    /// The head as the slot word carries it: with the provenance of the `Box::into_raw` that
+    /// published it, so the chain may be freed (and written by its drop) through it. A pointer
+    /// made from `&Node` (`self.head`) may not be (Miri reports it under Tree Borrows).
+    pub(crate) fn head_raw(&self) -> *mut Node<M> {
+        let raw = self
+            .word
+            .as_ptr::<Node<M>>()
+            .expect("a view's word is an in-memory word");
+        debug_assert!(std::ptr::eq(raw, self.head), "a view's word names its head");
+        raw
+    }
+
     /// The visible chain's nodes, newest first (crate use: fragments' disk pointers). Never
     /// an uncommitted staged node.
     pub(crate) fn nodes(&self) -> impl Iterator<Item = &'g Node<M>> + 'g {

@@ -59,7 +59,6 @@ mod state;
 mod tests;
 
 use std::fmt;
-use std::ptr;
 use std::sync::Arc;
 
 use crossbeam_epoch::Guard;
@@ -98,6 +97,8 @@ pub struct Group<'g, M: PageModel> {
 struct Staged<'g, M: PageModel> {
     pid: Pid,
     node: &'g Node<M>,
+    /// `node` with the provenance of its `Box::into_raw` (what retiring it must free through).
+    raw: *mut Node<M>,
     payload_len: usize,
 }
 
@@ -174,6 +175,7 @@ impl<'g, M: PageModel> Group<'g, M> {
         self.staged.push(Staged {
             pid,
             node: view.head,
+            raw: view.head_raw(),
             payload_len,
         });
         add(&inner.counters.resident_bytes, view.head.own_bytes() as u64);
@@ -331,7 +333,7 @@ impl<'g, M: PageModel> Group<'g, M> {
             // slot again, or another of this group's nodes, retired the same way here). Each
             // staged node is retired once (drained); it came from `Box::into_raw`.
             unsafe {
-                retire_detached(ptr::from_ref(s.node).cast_mut(), self.guard, move || {
+                retire_detached(s.raw, self.guard, move || {
                     sub(&counters.garbage_bytes, bytes);
                 });
             }
