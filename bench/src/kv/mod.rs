@@ -59,7 +59,7 @@ pub fn run(cfg: &KvConfig) -> Vec<EngineReport> {
             if failed[i] {
                 continue;
             }
-            if cfg.repeats > 1 {
+            if cfg.repeats > 1 && i == 0 {
                 eprintln!("kv: round {} of {}", round + 1, cfg.repeats);
             }
             match run_one(cfg, name) {
