@@ -212,8 +212,10 @@ fn owners_and_scanners(keyspace: u64, pinned_every: u64) {
         })
         .collect();
     assert_eq!(got, want);
+    // Merges depend on how far the owners got (short runs under sanitizers may see none);
+    // `merging_everything_away_under_readers` asserts them deterministically.
     let s = db.stats();
-    assert!(s.splits > 0 && s.merges > 0, "{s:?}");
+    assert!(s.splits > 0, "{s:?}");
 }
 
 #[test]

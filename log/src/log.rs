@@ -375,9 +375,17 @@ impl Log {
     }
 
     /// Promises that later opens recover from `lsn` or later, allowing drained segments below
-    /// it to be reused.
+    /// it to be reused. If that moves the horizon, runs a reclamation round at once (free the
+    /// segments it released behind the epoch, truncate a free tail) instead of waiting for the
+    /// next sync; a failed write or truncation there poisons the log like any other, and the
+    /// next call reports it.
     pub fn set_reuse_horizon(&self, lsn: Lsn) {
-        lock(&self.shared.segments).set_reuse_horizon(lsn);
+        let moved = lock(&self.shared.segments).set_reuse_horizon(lsn);
+        if moved && self.shared.check_poison().is_ok() {
+            let _poison_on_panic =
+                writer::PoisonOnUnwind::new(&self.shared, "caller raising the reuse horizon");
+            writer::reclaim(&self.shared);
+        }
     }
 
     /// Counters since open.

@@ -1,5 +1,6 @@
 //! The segment table: which slot of the data file holds which LSN range, in which state, with
-//! how many live bytes; slot allocation with geometric file growth; and the reuse rule.
+//! how many live bytes; slot allocation with geometric file growth (by an eighth) and
+//! truncation of a free tail; and the reuse rule.
 //!
 //! States: `Free` (no valid data) -> `Active` (buffers are being installed in it) -> `Sealed`
 //! (the next segment was started) -> `Draining` (sealed, no live bytes, no buffer in flight; its
@@ -98,6 +99,12 @@ pub(crate) struct SegmentTable {
 /// The largest single growth step of the data file.
 const MAX_GROWTH_BYTES: u64 = 1 << 30;
 
+/// The file grows by `1 / GROWTH_DIVISOR` of its length (at least one slot, at most
+/// [`MAX_GROWTH_BYTES`]): geometric, so growing to `n` bytes costs `O(log n)` `set_len` +
+/// `fdatasync` rounds, but the slack it leaves is at most 12.5% (doubling left up to 2x, and
+/// the file kept the peak of the writes between two checkpoints).
+const GROWTH_DIVISOR: u64 = 8;
+
 impl SegmentTable {
     /// A table of `slots` free slots (at most [`MAX_SLOTS`], checked by the caller).
     pub(crate) fn new(segment_size: u64, slots: u64, reuse_horizon: Lsn) -> Self {
@@ -170,9 +177,7 @@ impl SegmentTable {
                         self.segment_size
                     ));
                 }
-                let old_bytes = old * self.segment_size;
-                let step = old_bytes.clamp(self.segment_size, MAX_GROWTH_BYTES);
-                let new = (old + (step / self.segment_size).max(1)).min(self.max_slots);
+                let new = (old + self.growth_step(old)).min(self.max_slots);
                 self.slots.resize(new as usize, Slot::FREE);
                 grow = Some(new * self.segment_size);
                 old as usize
@@ -362,14 +367,24 @@ impl SegmentTable {
         *slot = Slot::FREE;
     }
 
-    /// If at least half the file is free slots at its end, the length to truncate it to.
+    /// Slots the file grows by when it has `slots` and none is free (see [`GROWTH_DIVISOR`]).
+    fn growth_step(&self, slots: u64) -> u64 {
+        let max = (MAX_GROWTH_BYTES / self.segment_size).max(1);
+        (slots / GROWTH_DIVISOR).clamp(1, max)
+    }
+
+    /// If the free slots at the end of the file are at least one growth step of what stays,
+    /// the length to truncate it to (the last used slot's end). The hysteresis keeps a file
+    /// that just grew from shrinking back at once: growth leaves at most a step minus one
+    /// free slot behind the slot it allocated.
     pub(crate) fn shrink_target(&mut self) -> Option<u64> {
         let used = self
             .slots
             .iter()
             .rposition(|s| s.state != SegmentState::Free)
             .map_or(0, |i| i + 1);
-        if used >= 1 && used <= self.slots.len() / 2 {
+        let free_tail = self.slots.len() - used;
+        if used >= 1 && free_tail as u64 >= self.growth_step(used as u64) {
             self.slots.truncate(used);
             return Some(used as u64 * self.segment_size);
         }
@@ -390,8 +405,11 @@ impl SegmentTable {
         self.reuse_horizon
     }
 
-    pub(crate) fn set_reuse_horizon(&mut self, lsn: Lsn) {
+    /// Raises the horizon to `lsn` (never lowers it); returns whether it moved.
+    pub(crate) fn set_reuse_horizon(&mut self, lsn: Lsn) -> bool {
+        let moved = lsn.0 > self.reuse_horizon;
         self.reuse_horizon = self.reuse_horizon.max(lsn.0);
+        moved
     }
 
     pub(crate) fn stats(&self) -> Vec<SegmentStats> {
@@ -413,13 +431,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn growth_is_geometric_then_reuses_free_slots() {
+    fn growth_is_by_an_eighth_then_reuses_free_slots() {
         let mut t = SegmentTable::new(4096, 0, Lsn(u64::MAX));
-        assert_eq!(t.allocate(0, 7).unwrap(), (SegmentId(0), Some(4096)));
-        assert_eq!(t.allocate(4096, 7).unwrap(), (SegmentId(1), Some(8192)));
-        assert_eq!(t.allocate(8192, 7).unwrap(), (SegmentId(2), Some(16384)));
-        assert_eq!(t.allocate(3 * 4096, 7).unwrap(), (SegmentId(3), None));
-        assert_eq!(t.allocate(4 * 4096, 7).unwrap().1, Some(32768));
+        for i in 0..16u64 {
+            let (id, grow) = t.allocate(i * 4096, 7).unwrap();
+            assert_eq!(id, SegmentId(i));
+            assert_eq!(
+                grow,
+                Some((i + 1) * 4096),
+                "one slot at a time below 16 slots"
+            );
+        }
+        assert_eq!(t.allocate(16 * 4096, 7).unwrap().1, Some(18 * 4096));
+        assert_eq!(t.allocate(17 * 4096, 7).unwrap(), (SegmentId(17), None));
+        assert_eq!(t.allocate(18 * 4096, 7).unwrap().1, Some(20 * 4096));
+        let mut big = SegmentTable::new(1 << 20, 16 << 10, Lsn(u64::MAX));
+        for slot in &mut big.slots {
+            slot.state = SegmentState::Sealed;
+        }
+        let grown = big.allocate(0, 1).unwrap().1.unwrap();
+        assert_eq!(grown, (16 << 30) + (1 << 30), "steps are capped at 1 GiB");
     }
 
     #[test]
@@ -451,7 +482,7 @@ mod tests {
     }
 
     #[test]
-    fn free_tail_is_truncated_only_when_at_least_half_the_file() {
+    fn free_tail_is_truncated_once_it_is_a_growth_step() {
         let mut t2 = SegmentTable::new(4096, 8, Lsn(u64::MAX));
         t2.restore(SegmentId(0), 0, 1, 4096, SegmentState::Sealed, 10);
         t2.restore(SegmentId(1), 4096, 1, 8192, SegmentState::Active, 0);
@@ -463,12 +494,22 @@ mod tests {
         assert_eq!(t2.stats().len(), 2);
         assert_eq!(t2.shrink_target(), None);
         let mut t3 = SegmentTable::new(4096, 8, Lsn(u64::MAX));
-        t3.restore(SegmentId(4), 0, 1, 4096, SegmentState::Active, 0);
+        t3.restore(SegmentId(6), 0, 1, 4096, SegmentState::Active, 0);
         assert_eq!(
             t3.shrink_target(),
-            None,
-            "only 3 of 8 free at the end: keep"
+            Some(7 * 4096),
+            "one free slot at the end"
         );
+        let mut t4 = SegmentTable::new(4096, 36, Lsn(u64::MAX));
+        t4.restore(SegmentId(33), 0, 1, 4096, SegmentState::Active, 0);
+        assert_eq!(
+            t4.shrink_target(),
+            None,
+            "2 free slots behind 34 used: less than a growth step (4)"
+        );
+        t4.slots.push(Slot::FREE);
+        t4.slots.push(Slot::FREE);
+        assert_eq!(t4.shrink_target(), Some(34 * 4096), "4 free: one step");
     }
 
     #[test]

@@ -173,7 +173,7 @@ fn note_written(st: &mut Stable, start: u64, end: u64) {
 
 /// Frees drained segments whose drain is durable, behind the epoch; truncates a free tail.
 /// Safe to run on several threads at once: each step takes its work items under a lock.
-fn reclaim(sh: &Shared) {
+pub(crate) fn reclaim(sh: &Shared) {
     let durable = lock(&sh.stable).durable;
     let (ids, horizon) = {
         let mut table = lock(&sh.segments);

@@ -179,26 +179,28 @@ fn stale_pointer_into_a_cut_later_segment_is_stale() {
     };
     let seg = cfg.segment_size_bytes;
     let len_of = |i: u64| 10 + (i as usize * 7) % 90;
-    // Session 1 grows the file to 8 slots (growth syncs the file) and fills 5 segments.
+    // Session 1 fills 16 segments, growing the file one slot at a time (growth syncs it).
     let kept = {
         let (log, _) = open_sim(&sim, &cfg);
         let mut n = 0;
-        while log.append(&body(n, 100)).unwrap().0 .0 < 4 * seg + 100 {
+        while log.append(&body(n, 100)).unwrap().0 .0 < 15 * seg + 100 {
             n += 1;
         }
         n + 1
     };
-    // Session 2 starts at segment 5 (recovery padded segment 4) and writes two segments into
-    // free slots without growing the file, so nothing of it is synced; then power fails.
+    // Session 2 starts at segment 16 (recovery padded segment 15): the file grows by a step of
+    // two slots (synced before any of session 2 is written), and the two segments it writes
+    // fill them without growing or truncating the file, so nothing of it is synced; then
+    // power fails.
     let cut: Vec<_> = {
         let (log, recs) = open_sim(&sim, &cfg);
         assert_eq!(recs.len() as u64, kept);
         let mut cut = Vec::new();
         for i in 0.. {
             let (lsn, p) = log.append(&body(1000 + i, len_of(i))).unwrap();
-            assert!(lsn.0 >= 5 * seg, "session 2 starts a new segment");
+            assert!(lsn.0 >= 16 * seg, "session 2 starts a new segment");
             cut.push(p);
-            if lsn.0 > 6 * seg + 1000 {
+            if lsn.0 > 17 * seg + 1000 {
                 break;
             }
         }

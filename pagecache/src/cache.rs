@@ -10,7 +10,7 @@ use logstore::io::{FileStorage, Storage};
 use logstore::Log;
 use radix::Pid;
 
-use crate::cleaner::CleanReport;
+use crate::cleaner::{CleanReport, CleanerState};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::group::Group;
@@ -53,7 +53,7 @@ impl<M: PageModel> PageCache<M> {
             clock_hand: AtomicU64::new(0),
             evicting: Mutex::new(()),
             checkpointing: Mutex::new(()),
-            cleaning: Mutex::new(()),
+            cleaning: Mutex::new(CleanerState::default()),
             background_error: Mutex::new(None),
             _model: PhantomData,
         });

@@ -1,5 +1,7 @@
 //! Segment cleaning: relocate the live pages of the least-utilised sealed segments until the
-//! sealed bytes are at most `target_space_amplification` times the live bytes.
+//! sealed bytes are at most `target_space_amplification` times the live bytes, and of the
+//! sealed segments at the end of the data file while the file is larger than that and the
+//! free slots below can take them (so the log can truncate its tail).
 //!
 //! A page with a fragment in a victim segment is rewritten as one consolidated base through
 //! the ordinary `replace` (CAS against the state we read): if the page changed meanwhile the
@@ -16,7 +18,7 @@
 use std::collections::HashSet;
 
 use crossbeam_epoch as epoch;
-use logstore::SegmentState;
+use logstore::{SegmentState, SegmentStats};
 use radix::{Pid, SlotState};
 
 use crate::error::Result;
@@ -39,13 +41,23 @@ pub struct CleanReport {
     pub pages_changed: u64,
 }
 
+/// What cleaning passes remember between them.
+#[derive(Debug, Default)]
+pub(crate) struct CleanerState {
+    /// Passes in a row that found no sparse segment (the workload has quieted).
+    quiet_passes: u32,
+}
+
+/// Quiet passes in a row before cleaning moves the end of the file (see `pick_victims`).
+const QUIET_PASSES_BEFORE_COMPACTION: u32 = 2;
+
 impl<M: PageModel> Inner<M> {
     /// One cleaning pass (see the module comment).
     pub(crate) fn clean(&self) -> Result<CleanReport> {
-        let Ok(_one) = self.cleaning.try_lock() else {
+        let Ok(mut state) = self.cleaning.try_lock() else {
             return Ok(CleanReport::default());
         };
-        let victims = self.pick_victims();
+        let victims = self.pick_victims(&mut state);
         let mut report = CleanReport {
             victims: victims.len(),
             ..CleanReport::default()
@@ -107,13 +119,30 @@ impl<M: PageModel> Inner<M> {
     }
 
     /// The least-utilised sealed segments whose cleaning brings sealed / live bytes down to
+    /// the target; once the workload has quieted (no such segment for a few passes in a row),
+    /// the sealed segments at the end of the file that fit below it.
+    fn pick_victims(&self, state: &mut CleanerState) -> HashSet<u64> {
+        let stats = self.log.segment_stats();
+        let mut victims = self.sparse_victims(&stats);
+        if !victims.is_empty() {
+            state.quiet_passes = 0;
+            return victims;
+        }
+        state.quiet_passes = state.quiet_passes.saturating_add(1);
+        // Lowest priority: while overwrites keep making sparse segments, the holes are about
+        // to be written into anyway, and moving the end of the file would only add writes.
+        if state.quiet_passes >= QUIET_PASSES_BEFORE_COMPACTION {
+            self.tail_victims(&stats, &mut victims);
+        }
+        victims
+    }
+
+    /// The least-utilised sealed segments whose cleaning brings sealed / live bytes down to
     /// the target.
-    fn pick_victims(&self) -> HashSet<u64> {
+    fn sparse_victims(&self, stats: &[SegmentStats]) -> HashSet<u64> {
         let seg = self.log.config().segment_size_bytes as f64;
-        let mut sealed: Vec<(u64, f64)> = self
-            .log
-            .segment_stats()
-            .into_iter()
+        let mut sealed: Vec<(u64, f64)> = stats
+            .iter()
             .filter(|s| s.state == SegmentState::Sealed)
             .map(|s| (s.id.0, s.live_bytes.max(0) as f64))
             .collect();
@@ -130,5 +159,42 @@ impl<M: PageModel> Inner<M> {
             victims.insert(id);
         }
         victims
+    }
+
+    /// Compaction: while the data file is larger than the target times the live bytes, adds
+    /// the sealed segments nearest its end whose live bytes fit into the free slots below
+    /// them (the rest of the segment being filled is the slack). The log fills the lowest
+    /// free slot first, so their relocated pages land below, the end of the file drains, and
+    /// the log truncates the free tail. Without this a sealed segment at the end pinned the
+    /// file at its peak length however empty the slots below it were.
+    fn tail_victims(&self, stats: &[SegmentStats], victims: &mut HashSet<u64>) {
+        let seg = self.log.config().segment_size_bytes as f64;
+        let live: f64 = stats.iter().map(|s| s.live_bytes.max(0) as f64).sum();
+        let target = self.cfg.target_space_amplification * live.max(1.0);
+        let live_of = |id: u64| stats[id as usize].live_bytes.max(0) as f64;
+        let mut to_move: f64 = victims.iter().map(|&id| live_of(id)).sum();
+        let mut free_below = stats
+            .iter()
+            .filter(|s| s.state == SegmentState::Free)
+            .count() as f64;
+        for (end, s) in stats.iter().enumerate().rev() {
+            // Truncating the file just past this slot leaves `end + 1` slots.
+            if (end + 1) as f64 * seg <= target {
+                break;
+            }
+            match s.state {
+                SegmentState::Free => free_below -= 1.0,
+                SegmentState::Sealed if !victims.contains(&s.id.0) => {
+                    let need = to_move + live_of(s.id.0);
+                    if free_below * seg < need {
+                        break;
+                    }
+                    to_move = need;
+                    victims.insert(s.id.0);
+                }
+                // Active and draining slots leave by themselves; victims are counted.
+                _ => {}
+            }
+        }
     }
 }

@@ -42,8 +42,8 @@ pub(crate) struct Inner<M: PageModel> {
     pub(crate) evicting: Mutex<()>,
     /// One checkpoint at a time.
     pub(crate) checkpointing: Mutex<()>,
-    /// One cleaning pass at a time.
-    pub(crate) cleaning: Mutex<()>,
+    /// One cleaning pass at a time; what the passes remember.
+    pub(crate) cleaning: Mutex<crate::cleaner::CleanerState>,
     /// The last error of the background thread.
     pub(crate) background_error: Mutex<Option<String>>,
     pub(crate) _model: PhantomData<M>,

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use logstore::io::SimStorage;
 use pagecache::{Config, PageCache, PageModel};
 
+pub mod steps;
+
 #[derive(Debug)]
 pub struct MapModel;
 
@@ -73,4 +75,19 @@ pub fn update(cache: &Cache, pid: radix::Pid, mut op: Op) {
             Err(back) => op = back,
         }
     }
+}
+
+/// The first of the environment variables `names` that is set, as a count (`default` if none).
+///
+/// # Panics
+/// If a set variable is not a number (a typo must not silently run the default).
+pub fn env_count(names: &[&str], default: u64) -> u64 {
+    for name in names {
+        if let Ok(v) = std::env::var(name) {
+            return v
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}={v:?} is not a count"));
+        }
+    }
+    default
 }
