@@ -16,6 +16,7 @@ pub struct Options {
     seed: u64,
     cache_capacity_bytes: u64,
     threads: Vec<usize>,
+    repeats: Option<usize>,
     out: PathBuf,
 }
 
@@ -28,6 +29,7 @@ impl From<&Cli> for Options {
             seed: cli.seed,
             cache_capacity_bytes: cli.cache_mib << 20,
             threads: cli.threads.clone(),
+            repeats: cli.repeats,
             out: cli.out.clone(),
         }
     }
@@ -71,6 +73,7 @@ pub fn run(name: &str, options: &Options) -> Result<Vec<report::Row>, String> {
                 batches: if options.full { 100 } else { 20 },
                 range_reads: keys / 2,
                 read_threads: options.threads.iter().copied().filter(|&t| t > 1).collect(),
+                repeats: options.repeats.unwrap_or(if options.full { 3 } else { 1 }),
                 scratch,
             })
         }

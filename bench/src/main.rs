@@ -71,6 +71,9 @@ struct Cli {
     /// kv and ycsb suites: pairs loaded (default: kv 200000 and ycsb 100000; with --full, 1M).
     #[arg(long)]
     keys: Option<usize>,
+    /// kv suite: runs per engine, the table shows medians (default: 1, with --full 3).
+    #[arg(long)]
+    repeats: Option<usize>,
     /// stress suite: how long to run, in minutes (default: 0.25, with --full 5).
     #[arg(long)]
     minutes: Option<f64>,

@@ -42,21 +42,40 @@ pub struct KvConfig {
     pub batches: usize,
     pub range_reads: usize,
     pub read_threads: Vec<usize>,
+    /// Runs per engine; the table shows each phase's median.
+    pub repeats: usize,
     /// Where each engine's fresh directory is created (on a real disk, not tmpfs).
     pub scratch: PathBuf,
 }
 
-/// Runs every engine in its own child process, one after the other, and collects the reports of
-/// those that finished (a failed engine is reported on stderr and left out).
+/// Runs every engine in its own child process, `repeats` rounds of one child per engine (rounds
+/// interleave the engines, so slow spells of a shared machine spread over all of them), and keeps
+/// each phase's median. An engine that fails is reported on stderr and left out.
 pub fn run(cfg: &KvConfig) -> Vec<EngineReport> {
-    let mut reports = Vec::new();
-    for name in &cfg.engines {
-        match run_one(cfg, name) {
-            Ok(report) => reports.push(report),
-            Err(e) => eprintln!("kv: engine {name} failed: {e}"),
+    let mut runs: Vec<Vec<EngineReport>> = vec![Vec::new(); cfg.engines.len()];
+    let mut failed = vec![false; cfg.engines.len()];
+    for round in 0..cfg.repeats.max(1) {
+        for (i, name) in cfg.engines.iter().enumerate() {
+            if failed[i] {
+                continue;
+            }
+            if cfg.repeats > 1 && i == 0 {
+                eprintln!("kv: round {} of {}", round + 1, cfg.repeats);
+            }
+            match run_one(cfg, name) {
+                Ok(report) => runs[i].push(report),
+                Err(e) => {
+                    eprintln!("kv: engine {name} failed: {e}");
+                    failed[i] = true;
+                }
+            }
         }
     }
-    reports
+    runs.into_iter()
+        .zip(failed)
+        .filter(|(_, failed)| !failed)
+        .map(|(reports, _)| spec::median(reports))
+        .collect()
 }
 
 fn run_one(cfg: &KvConfig, name: &str) -> engine::Result<EngineReport> {

@@ -93,3 +93,48 @@ pub struct EngineReport {
     /// Resident memory before the store was opened (the harness's keys and value pool).
     pub harness_rss_bytes: u64,
 }
+
+/// One report whose every phase value is the median over `reports` (runs of one engine with the
+/// same phases); notes and timings are the median run's.
+pub fn median(mut reports: Vec<EngineReport>) -> EngineReport {
+    assert!(!reports.is_empty(), "a median of no runs");
+    let mut merged = reports.swap_remove(0);
+    for phase in &mut merged.phases {
+        let mut values: Vec<f64> = reports
+            .iter()
+            .filter_map(|r| r.phases.iter().find(|p| p.name == phase.name))
+            .map(|p| p.value)
+            .chain([phase.value])
+            .collect();
+        values.sort_by(f64::total_cmp);
+        phase.value = values[values.len() / 2];
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_per_phase() {
+        let run = |v: f64| EngineReport {
+            engine: "e".into(),
+            phases: vec![Phase {
+                name: "p".into(),
+                durability: "-".into(),
+                value: v,
+                unit: Unit::OpsPerSec,
+                ops: 1,
+                secs: 1.0,
+                note: String::new(),
+            }],
+            harness_rss_bytes: 0,
+        };
+        assert_eq!(
+            median(vec![run(5.0), run(1.0), run(3.0)]).phases[0].value,
+            3.0
+        );
+        assert_eq!(median(vec![run(2.0)]).phases[0].value, 2.0);
+    }
+}

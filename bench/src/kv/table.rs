@@ -86,7 +86,21 @@ pub fn markdown(reports: &[EngineReport]) -> String {
     out
 }
 
-/// Size and memory notes (size over raw bytes, harness share of RSS) below the table.
+/// What a reader of the table must know about one engine's figures.
+fn caveat(engine: &str) -> Option<&'static str> {
+    match engine {
+        "sled" => Some(
+            "durable writes end in sync_file_range, not fdatasync (no drive-cache or metadata \
+             flush): not comparable with the others'",
+        ),
+        "lmdb" => {
+            Some("no cache of its own (the budget does not apply); mapped pages count in RSS")
+        }
+        _ => None,
+    }
+}
+
+/// Size and memory notes (size over raw bytes, harness share of RSS) and caveats below the table.
 fn notes(reports: &[EngineReport]) -> String {
     let mut out = String::new();
     for r in reports {
@@ -95,6 +109,7 @@ fn notes(reports: &[EngineReport]) -> String {
             .iter()
             .filter(|p| !p.note.is_empty())
             .map(|p| format!("{}: {}", p.name, p.note))
+            .chain(caveat(&r.engine).map(String::from))
             .collect();
         if !notes.is_empty() {
             let _ = writeln!(out, "\n{}: {}", r.engine, notes.join("; "));
