@@ -1,0 +1,109 @@
+//! The parent's check: the recovered state must equal the model after some prefix of the
+//! child's writes that contains every acknowledged one (DESIGN.md section 6).
+//!
+//! The prefixes are walked in order while a set of mismatched keys is kept up to date (each
+//! write changes only the keys it touches), so checking every prefix costs one pass over the
+//! state plus one pass over the writes.
+
+use std::collections::BTreeSet;
+
+use super::workload::{Map, Op, State, Step, Workload, TREE_NAMES};
+
+/// What a crashed child must have left: the state it started from, and the seed and count of
+/// acknowledged writes of the sequence it ran from there (`None`: it ran nothing).
+#[derive(Clone, Debug)]
+pub struct Expectation {
+    pub start: State,
+    pub ran: Option<(u64, u64)>,
+}
+
+/// Keys whose value differs between the model and the recovered state.
+struct Mismatches(BTreeSet<(usize, Vec<u8>)>);
+
+impl Mismatches {
+    fn new(model: &State, found: &State) -> Mismatches {
+        let mut set = BTreeSet::new();
+        for (t, (m, f)) in model.iter().zip(found).enumerate() {
+            for key in m.keys().chain(f.keys()) {
+                if m.get(key) != f.get(key) {
+                    set.insert((t, key.clone()));
+                }
+            }
+        }
+        Mismatches(set)
+    }
+
+    fn recheck(&mut self, model: &State, found: &State, op: &Op) {
+        let (t, keys) = op.touched();
+        for key in keys {
+            if model[t].get(key) == found[t].get(key) {
+                self.0.remove(&(t, key.to_vec()));
+            } else {
+                self.0.insert((t, key.to_vec()));
+            }
+        }
+    }
+
+    /// The first few mismatches, one line each.
+    fn describe(&self, model: &State, found: &State) -> String {
+        let show = |m: &Map, k: &[u8]| match m.get(k) {
+            Some(v) => format!("{:?}", v.escape_ascii().to_string()),
+            None => "absent".into(),
+        };
+        let mut out = String::new();
+        for (t, k) in self.0.iter().take(5) {
+            out.push_str(&format!(
+                "\n    tree {:?} key {:?}: expected {}, found {}",
+                TREE_NAMES[*t],
+                k.escape_ascii().to_string(),
+                show(&model[*t], k),
+                show(&found[*t], k)
+            ));
+        }
+        if self.0.len() > 5 {
+            out.push_str(&format!("\n    ... {} keys differ in all", self.0.len()));
+        }
+        out
+    }
+}
+
+/// The length of a prefix of the expected writes that `found` equals, or what differs.
+pub fn matching_prefix(expected: &Expectation, found: &State) -> Result<u64, String> {
+    let Some((seed, acked)) = expected.ran else {
+        let diff = Mismatches::new(&expected.start, found);
+        return match diff.0.is_empty() {
+            true => Ok(0),
+            false => Err(format!(
+                "the state differs from the last one checked, with no writes since:{}",
+                diff.describe(&expected.start, found)
+            )),
+        };
+    };
+    let mut w = Workload::new(seed, expected.start.clone());
+    let mut diff = Mismatches::new(&w.state, found);
+    let mut at_ack = String::new();
+    let mut closest = (usize::MAX, 0);
+    loop {
+        if w.writes == acked {
+            at_ack = diff.describe(&w.state, found);
+        }
+        if w.writes >= acked {
+            if diff.0.is_empty() {
+                return Ok(w.writes);
+            }
+            closest = closest.min((diff.0.len(), w.writes));
+        }
+        match w.step().0 {
+            // The child acknowledges at each flush, so none past the first unacknowledged one
+            // was issued.
+            Step::Flush if w.writes > acked => break,
+            Step::Flush => {}
+            Step::Write(op) => diff.recheck(&w.state, found, &op),
+        }
+    }
+    Err(format!(
+        "no prefix of {} to {} writes matches ({acked} acknowledged; the closest, {} writes, \
+         differs in {} keys); against the acknowledged prefix:{at_ack}",
+        acked, w.writes, closest.1, closest.0
+    ))
+}
