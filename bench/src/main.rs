@@ -81,6 +81,10 @@ struct Cli {
     /// 5; crash 1, or unbounded with --cycles).
     #[arg(long)]
     minutes: Option<f64>,
+    /// stress suite: check every answer against per-thread models, and everything after the
+    /// final flush and a clean reopen (non-zero exit on a mismatch).
+    #[arg(long)]
+    verify: bool,
     /// crash suite: stop after this many kill-and-recover cycles.
     #[arg(long)]
     cycles: Option<u64>,
@@ -166,6 +170,7 @@ fn main() -> ExitCode {
                     keys: cli.keys.unwrap_or(10_000) as u64,
                     cache_capacity_bytes: cli.cache_mib << 20,
                     seed: cli.seed,
+                    verify: cli.verify,
                 };
                 match stress::run(&cfg) {
                     Ok(stress_rows) => rows.extend(stress_rows),
