@@ -107,3 +107,99 @@ pub fn matching_prefix(expected: &Expectation, found: &State) -> Result<u64, Str
         acked, w.writes, closest.1, closest.0
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crash::workload::{apply, Op};
+
+    /// The states after each write of the sequence of `seed` (index n: after n writes), up to
+    /// the `flushes`-th flush, and the write counts at each flush.
+    fn states(seed: u64, flushes: usize) -> (Vec<State>, Vec<u64>, Vec<Op>) {
+        let mut w = Workload::new(seed, State::default());
+        let (mut states, mut acks, mut ops) = (vec![w.state.clone()], vec![], vec![]);
+        while acks.len() < flushes {
+            match w.step().0 {
+                Step::Flush => acks.push(w.writes),
+                Step::Write(op) => {
+                    states.push(w.state.clone());
+                    ops.push(op);
+                }
+            }
+        }
+        (states, acks, ops)
+    }
+
+    #[test]
+    fn every_prefix_from_the_acknowledged_one_to_the_next_flush_is_accepted() {
+        let (states, acks, _) = states(7, 6);
+        let acked = acks[3];
+        let expected = Expectation {
+            start: State::default(),
+            ran: Some((7, acked)),
+        };
+        for n in acked..=acks[4] {
+            let got = matching_prefix(&expected, &states[n as usize]).unwrap();
+            assert_eq!(states[got as usize], states[n as usize]);
+            assert!(got >= acked);
+        }
+    }
+
+    #[test]
+    fn a_lost_acknowledged_write_or_one_never_issued_is_rejected() {
+        let (states, acks, _) = states(11, 6);
+        let expected = Expectation {
+            start: State::default(),
+            ran: Some((11, acks[3])),
+        };
+        // The last acknowledged write missing (unless it changed nothing).
+        let before = &states[acks[3] as usize - 1];
+        if before != &states[acks[3] as usize] {
+            assert!(matching_prefix(&expected, before).is_err());
+        }
+        // A write past the next flush: the child never issued it.
+        let beyond = &states[acks[4] as usize + 1];
+        if beyond != &states[acks[4] as usize] {
+            assert!(matching_prefix(&expected, beyond).is_err());
+        }
+    }
+
+    #[test]
+    fn half_a_batch_is_rejected() {
+        let (states, acks, ops) = states(3, 40);
+        // The state before a batch plus its first write only (a batch where that state is no
+        // prefix's: its first write changes something and so do the others).
+        let (i, torn) = ops
+            .iter()
+            .enumerate()
+            .find_map(|(i, op)| {
+                let Op::Batch(tree, writes) = op else {
+                    return None;
+                };
+                let mut torn = states[i].clone();
+                apply(&mut torn, &Op::Batch(*tree, writes[..1].to_vec()));
+                states.iter().all(|s| *s != torn).then_some((i, torn))
+            })
+            .expect("the sequence has a batch that can tear");
+        // Acknowledged up to the flush before the batch, so the batch is within reach.
+        let acked = acks.iter().copied().rfind(|&a| a <= i as u64);
+        let expected = Expectation {
+            start: State::default(),
+            ran: Some((3, acked.unwrap_or(0))),
+        };
+        assert!(matching_prefix(&expected, &states[i + 1]).is_ok());
+        assert!(matching_prefix(&expected, &torn).is_err());
+    }
+
+    #[test]
+    fn with_no_writes_only_the_same_state_is_accepted() {
+        let (states, _, _) = states(5, 2);
+        let last = states.last().unwrap().clone();
+        let expected = Expectation {
+            start: last.clone(),
+            ran: None,
+        };
+        assert_eq!(matching_prefix(&expected, &last), Ok(0));
+        assert!(matching_prefix(&expected, &states[0]).is_err());
+    }
+}
