@@ -92,7 +92,17 @@ lsan() {
 tsan() {
     RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="$(supp tsan):halt_on_error=1" \
     CARGO_TARGET_DIR="$base"/san-tsan \
-        cargo +nightly test -Zbuild-std --target "$target" --tests --release "${packages[@]}"
+        cargo +nightly test -Zbuild-std --target "$target" --tests --release "${packages[@]}" || return 1
+    if [ "$quick" = 0 ]; then
+        # The verified stress soak (bench/src/stress/verify.rs): 2 threads for 30 s, every answer
+        # checked against per-thread models. Builds the benchmark's own dependencies first
+        # (a few minutes on 2 cores); about 17k ops/s under TSan.
+        RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="$(supp tsan):halt_on_error=1" \
+        CARGO_TARGET_DIR="$base"/san-tsan \
+            cargo +nightly run -Zbuild-std --target "$target" --release -p bench \
+            --no-default-features -- --suite stress --minutes 0.5 --verify \
+            --out "$base"/san-tsan/stress-verify
+    fi
 }
 
 miri() {
