@@ -7,14 +7,27 @@
 
 use std::collections::BTreeSet;
 
-use super::workload::{Map, Op, State, Step, Workload, TREE_NAMES};
+use super::workload::{Lane, Map, Op, State, Step, Workload, TREE_NAMES};
 
-/// What a crashed child must have left: the state it started from, and the seed and count of
-/// acknowledged writes of the sequence it ran from there (`None`: it ran nothing).
+/// What a crashed child must have left in one lane's keys: the state they started from, and
+/// the seed and count of acknowledged writes of the sequence the lane ran from there (`None`:
+/// it ran nothing).
 #[derive(Clone, Debug)]
 pub struct Expectation {
+    pub lane: Lane,
     pub start: State,
     pub ran: Option<(u64, u64)>,
+}
+
+impl Expectation {
+    /// Exactly `state`, with nothing run since.
+    pub fn exactly(state: State) -> Expectation {
+        Expectation {
+            lane: Lane::ALL,
+            start: state,
+            ran: None,
+        }
+    }
 }
 
 /// Keys whose value differs between the model and the recovered state.
@@ -67,8 +80,10 @@ impl Mismatches {
     }
 }
 
-/// The length of a prefix of the expected writes that `found` equals, or what differs.
+/// The length of a prefix of the expected writes that `found` equals in the lane's keys, or
+/// what differs.
 pub fn matching_prefix(expected: &Expectation, found: &State) -> Result<u64, String> {
+    let found = &expected.lane.part(found);
     let Some((seed, acked)) = expected.ran else {
         let diff = Mismatches::new(&expected.start, found);
         return match diff.0.is_empty() {
@@ -79,7 +94,7 @@ pub fn matching_prefix(expected: &Expectation, found: &State) -> Result<u64, Str
             )),
         };
     };
-    let mut w = Workload::new(seed, expected.start.clone());
+    let mut w = Workload::new(seed, expected.lane, expected.start.clone());
     let mut diff = Mismatches::new(&w.state, found);
     let mut at_ack = String::new();
     let mut closest = (usize::MAX, 0);
@@ -116,7 +131,7 @@ mod tests {
     /// The states after each write of the sequence of `seed` (index n: after n writes), up to
     /// the `flushes`-th flush, and the write counts at each flush.
     fn states(seed: u64, flushes: usize) -> (Vec<State>, Vec<u64>, Vec<Op>) {
-        let mut w = Workload::new(seed, State::default());
+        let mut w = Workload::new(seed, Lane::ALL, State::default());
         let (mut states, mut acks, mut ops) = (vec![w.state.clone()], vec![], vec![]);
         while acks.len() < flushes {
             match w.step().0 {
@@ -135,6 +150,7 @@ mod tests {
         let (states, acks, _) = states(7, 6);
         let acked = acks[3];
         let expected = Expectation {
+            lane: Lane::ALL,
             start: State::default(),
             ran: Some((7, acked)),
         };
@@ -149,6 +165,7 @@ mod tests {
     fn a_lost_acknowledged_write_or_one_never_issued_is_rejected() {
         let (states, acks, _) = states(11, 6);
         let expected = Expectation {
+            lane: Lane::ALL,
             start: State::default(),
             ran: Some((11, acks[3])),
         };
@@ -184,6 +201,7 @@ mod tests {
         // Acknowledged up to the flush before the batch, so the batch is within reach.
         let acked = acks.iter().copied().rfind(|&a| a <= i as u64);
         let expected = Expectation {
+            lane: Lane::ALL,
             start: State::default(),
             ran: Some((3, acked.unwrap_or(0))),
         };
@@ -192,13 +210,31 @@ mod tests {
     }
 
     #[test]
+    fn a_lane_is_checked_on_its_own_keys_only() {
+        let lane = Lane { index: 1, count: 2 };
+        let mut w = Workload::new(9, lane, State::default());
+        while w.step().0 != Step::Flush {}
+        let expected = Expectation {
+            lane,
+            start: State::default(),
+            ran: Some((9, w.writes)),
+        };
+        let mut found = w.state.clone();
+        // The lane wrote only its own keys.
+        assert_eq!(lane.part(&w.state), w.state);
+        // Another lane's key (key 0 is lane 0's): not this lane's business.
+        found[0].insert(b"key0000".to_vec(), b"x".to_vec());
+        assert_eq!(matching_prefix(&expected, &found), Ok(w.writes));
+        // One of its own keys with a value no write wrote.
+        found[0].insert(b"key0001".to_vec(), b"x".to_vec());
+        assert!(matching_prefix(&expected, &found).is_err());
+    }
+
+    #[test]
     fn with_no_writes_only_the_same_state_is_accepted() {
         let (states, _, _) = states(5, 2);
         let last = states.last().unwrap().clone();
-        let expected = Expectation {
-            start: last.clone(),
-            ran: None,
-        };
+        let expected = Expectation::exactly(last.clone());
         assert_eq!(matching_prefix(&expected, &last), Ok(0));
         assert!(matching_prefix(&expected, &states[0]).is_err());
     }

@@ -71,7 +71,8 @@ impl std::ops::AddAssign for ChildCounters {
 pub struct Heard {
     /// The state it recovered, if it finished reporting it before the kill.
     pub recovered: Option<State>,
-    pub acked: u64,
+    /// Per lane: the writes acknowledged by its last `ack` line.
+    pub acked: Vec<u64>,
     pub counters: ChildCounters,
     /// Its error, if it stopped on one.
     pub bad: Option<String>,
@@ -91,18 +92,22 @@ impl Heard {
             }
             "ready" => self.recovered = Some(std::mem::take(partial)),
             "ack" => {
-                let acked = num(1)?;
-                if acked <= self.acked && self.acked > 0 {
-                    return Err(format!("ack {acked} after ack {}", self.acked).into());
+                let lane = num(1)? as usize;
+                if self.acked.len() <= lane {
+                    self.acked.resize(lane + 1, 0);
                 }
-                self.acked = acked;
+                let acked = num(2)?;
+                if acked <= self.acked[lane] {
+                    return Err(format!("ack {acked} after ack {}", self.acked[lane]).into());
+                }
+                self.acked[lane] = acked;
                 self.counters = ChildCounters {
-                    splits: num(2)?,
-                    merges: num(3)?,
-                    evictions: num(4)?,
-                    page_ins: num(5)?,
-                    checkpoints: num(6)?,
-                    bytes_relocated: num(7)?,
+                    splits: num(3)?,
+                    merges: num(4)?,
+                    evictions: num(5)?,
+                    page_ins: num(6)?,
+                    checkpoints: num(7)?,
+                    bytes_relocated: num(8)?,
                 };
             }
             "bad" => self.bad = Some(line[4..].to_string()),

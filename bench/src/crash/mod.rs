@@ -3,12 +3,13 @@
 //! The parent runs chains of cycles on one directory. Each cycle re-executes this binary as a
 //! child (`crash-child`, see `child.rs`) that opens the database with frequent background work
 //! (flushes, checkpoints, cleaning; tiny nodes, segments and cache: `db.rs`), reports the
-//! state it recovered, and runs a seeded sequence of inserts, removes, batches,
-//! compare-and-swaps and updates over three trees (`workload.rs`), acknowledging each flush.
+//! state it recovered, and runs 1-3 writer threads ("lanes", each with its own keys, so they
+//! race on the same nodes), each a seeded sequence of inserts, removes, batches,
+//! compare-and-swaps and updates over three trees (`workload.rs`), acknowledging its flushes.
 //! The parent kills it with SIGKILL at a random moment (`kill.rs`: in recovery, mid-workload,
-//! right after an acknowledgement) and checks the state the *next* child recovers: it must equal
-//! the model after a prefix of the killed child's writes containing every acknowledged one
-//! (`check.rs`). So every cycle is a crash, a recovery of a crashed database, and a crash
+//! right after an acknowledgement) and checks the state the *next* child recovers: in each
+//! lane's keys it must equal the lane's model after a prefix of its writes containing every
+//! acknowledged one (`check.rs`). So every cycle is a crash, a recovery of a crashed database, and a crash
 //! again; one cycle in eight the parent instead opens the database itself, checks it and
 //! closes it cleanly. A chain ends after [`CHAIN_CYCLES`] cycles with a clean open and check.
 //!
@@ -32,10 +33,12 @@ use check::{matching_prefix, Expectation};
 use child::ChildSpec;
 use db::{config, open_trees, read_state, Timers};
 use kill::{ChildCounters, KillPlan};
-use workload::State;
+use workload::{Lane, State};
 
 /// Cycles on one directory before starting over on a fresh one.
 const CHAIN_CYCLES: u64 = 50;
+/// Most writer threads in a child (drawn per child from 1 to this).
+const MAX_LANES: u64 = 3;
 
 /// How long a crash run goes on.
 #[derive(Clone, Debug)]
@@ -68,10 +71,22 @@ impl Totals {
     }
 }
 
-/// One directory and what it must hold.
+/// One directory and what it must hold (one expectation per lane of the last child).
 struct Chain {
     dir: PathBuf,
-    expected: Expectation,
+    expected: Vec<Expectation>,
+}
+
+impl Chain {
+    /// Checks `found` against every lane's expectation; counts what passed.
+    fn check(&self, found: &State, totals: &mut Totals) -> std::result::Result<(), String> {
+        for expected in &self.expected {
+            let n = matching_prefix(expected, found)
+                .map_err(|e| format!("lane {}: {e}", expected.lane.index))?;
+            totals.checked(expected, n);
+        }
+        Ok(())
+    }
 }
 
 /// Runs cycles until the configured count or time is reached; the first failure ends the run
@@ -138,10 +153,7 @@ fn new_chain(scratch: &Path, cycle: u64) -> Result<Chain> {
     std::fs::create_dir_all(&dir)?;
     Ok(Chain {
         dir,
-        expected: Expectation {
-            start: State::default(),
-            ran: None,
-        },
+        expected: vec![Expectation::exactly(State::default())],
     })
 }
 
@@ -153,6 +165,7 @@ fn run_cycle(chain: &mut Chain, rng: &mut SimRng, totals: &mut Totals) -> Result
     let spec = ChildSpec {
         dir: chain.dir.join("db"),
         seed: rng.next_u64(),
+        lanes: 1 + rng.below(MAX_LANES),
         timers: draw_timers(rng),
     };
     let plan = KillPlan::draw(rng);
@@ -163,14 +176,20 @@ fn run_cycle(chain: &mut Chain, rng: &mut SimRng, totals: &mut Totals) -> Result
         totals.killed_before_ready += 1;
         return Ok(());
     };
-    let n = matching_prefix(&chain.expected, &recovered)
+    chain
+        .check(&recovered, totals)
         .map_err(|e| format!("recovered by child seed {}: {e}", spec.seed))?;
-    totals.checked(&chain.expected, n);
     totals.counters += heard.counters;
-    chain.expected = Expectation {
-        start: recovered,
-        ran: Some((spec.seed, heard.acked)),
-    };
+    chain.expected = Lane::all(spec.lanes)
+        .map(|lane| Expectation {
+            lane,
+            start: lane.part(&recovered),
+            ran: Some((
+                spec.seed,
+                heard.acked.get(lane.index as usize).copied().unwrap_or(0),
+            )),
+        })
+        .collect();
     Ok(())
 }
 
@@ -190,14 +209,11 @@ fn check_in_parent(chain: &mut Chain, totals: &mut Totals) -> Result<()> {
     let db = config(&chain.dir.join("db"), Timers::QUIET).open()?;
     let state = read_state(&open_trees(&db)?)?;
     drop(db);
-    let n = matching_prefix(&chain.expected, &state)
+    chain
+        .check(&state, totals)
         .map_err(|e| format!("opened by the parent: {e}"))?;
-    totals.checked(&chain.expected, n);
     totals.parent_checks += 1;
-    chain.expected = Expectation {
-        start: state,
-        ran: None,
-    };
+    chain.expected = vec![Expectation::exactly(state)];
     Ok(())
 }
 

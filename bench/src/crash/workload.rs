@@ -25,6 +25,45 @@ pub type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 /// The contents of every tree, in [`TREE_NAMES`] order.
 pub type State = [Map; TREE_NAMES.len()];
 
+/// A writer thread's share of the keys: key numbers `index`, `index + count`, ... Each lane
+/// has its own sequence and model, so lanes run concurrently and are still checked exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lane {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Lane {
+    pub const ALL: Lane = Lane { index: 0, count: 1 };
+
+    /// The lanes of a child with `count` writer threads.
+    pub fn all(count: u64) -> impl Iterator<Item = Lane> {
+        (0..count).map(move |index| Lane { index, count })
+    }
+
+    /// The seed of this lane's sequence in a child seeded with `seed`.
+    pub fn seed(self, seed: u64) -> u64 {
+        seed ^ self.index.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn owns(self, key: &[u8]) -> bool {
+        key_number(key).is_some_and(|i| i % self.count == self.index)
+    }
+
+    /// The part of `state` whose keys this lane writes.
+    pub fn part(self, state: &State) -> State {
+        let mut part = State::default();
+        for (p, map) in part.iter_mut().zip(state) {
+            p.extend(
+                map.iter()
+                    .filter(|(k, _)| self.owns(k))
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        part
+    }
+}
+
 /// One write, exactly as the child issues it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -95,13 +134,15 @@ pub struct Workload {
     /// Most writes between two flushes (drawn once per seed: some children flush after every
     /// write, some rarely).
     max_flush_gap: u64,
-    /// The model: the state after every write generated so far.
+    /// The model: the state of the lane's keys after every write generated so far.
     pub state: State,
+    lane: Lane,
 }
 
 impl Workload {
-    pub fn new(seed: u64, state: State) -> Workload {
-        let mut rng = SimRng::new(seed);
+    /// The sequence of `lane` in a child seeded with `seed`, from `state` (the lane's part).
+    pub fn new(seed: u64, lane: Lane, state: State) -> Workload {
+        let mut rng = SimRng::new(lane.seed(seed));
         let max_flush_gap = [1, 4, 16, 64][rng.below(4) as usize];
         let mut w = Workload {
             rng,
@@ -109,6 +150,7 @@ impl Workload {
             next_flush_at: 0,
             max_flush_gap,
             state,
+            lane,
         };
         w.next_flush_at = w.flush_gap();
         w
@@ -130,8 +172,18 @@ impl Workload {
         (Step::Write(op), outcome)
     }
 
+    /// The lane's `i`-th key.
+    fn key_at(&self, i: u64) -> Vec<u8> {
+        key_at(i * self.lane.count + self.lane.index)
+    }
+
+    fn keys(&self) -> u64 {
+        KEYS_PER_TREE / self.lane.count
+    }
+
     fn key(&mut self) -> Vec<u8> {
-        key_at(self.rng.below(KEYS_PER_TREE))
+        let i = self.rng.below(self.keys());
+        self.key_at(i)
     }
 
     /// A value carrying this write's number, then filler (cut short when the drawn length is
@@ -161,14 +213,14 @@ impl Workload {
     /// A run of consecutive keys filled or cleared (splits and merges), or a scattered mix.
     fn batch(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let len = 2 + self.rng.below(14);
-        let first = self.rng.below(KEYS_PER_TREE - len);
+        let first = self.rng.below(self.keys() - len);
         let mut writes = BTreeMap::new();
         match self.rng.below(4) {
             0 | 1 => (first..first + len).for_each(|i| {
-                writes.insert(key_at(i), Some(self.value()));
+                writes.insert(self.key_at(i), Some(self.value()));
             }),
             2 => (first..first + len).for_each(|i| {
-                writes.insert(key_at(i), None);
+                writes.insert(self.key_at(i), None);
             }),
             _ => (0..len).for_each(|_| {
                 let write = self.rng.below(2) == 0;
@@ -199,8 +251,15 @@ impl Workload {
     }
 }
 
-pub fn key_at(i: u64) -> Vec<u8> {
+fn key_at(i: u64) -> Vec<u8> {
     format!("key{i:04}").into_bytes()
+}
+
+fn key_number(key: &[u8]) -> Option<u64> {
+    std::str::from_utf8(key.strip_prefix(b"key")?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Applies `op` to `state` as the database must, returning what the call returns.
