@@ -26,11 +26,13 @@ pub enum KillPlan {
 }
 
 impl KillPlan {
-    pub fn draw(rng: &mut SimRng) -> KillPlan {
+    /// `open` is how long children take to report their state lately (so kills in the open
+    /// land in it, however fast the build).
+    pub fn draw(rng: &mut SimRng, open: Duration) -> KillPlan {
         let ms =
             |lo: u64, hi: u64, rng: &mut SimRng| Duration::from_millis(lo + rng.below(hi - lo));
         match rng.below(100) {
-            0..10 => KillPlan::InOpen(ms(0, 40, rng)),
+            0..10 => KillPlan::InOpen(ms(0, open.as_millis() as u64 + 1, rng)),
             10..60 => KillPlan::AfterReady(ms(0, 60, rng)),
             60..85 => KillPlan::AfterReady(ms(60, 300, rng)),
             _ => KillPlan::AtAck(1 + rng.below(8)),
@@ -76,6 +78,8 @@ pub struct Heard {
     pub counters: ChildCounters,
     /// Its error, if it stopped on one.
     pub bad: Option<String>,
+    /// How long after the spawn it reported its state.
+    pub ready_after: Option<Duration>,
 }
 
 impl Heard {
@@ -110,7 +114,7 @@ impl Heard {
                     bytes_relocated: num(8)?,
                 };
             }
-            "bad" => self.bad = Some(line[4..].to_string()),
+            "bad" => self.bad = Some(line.get(4..).unwrap_or_default().to_string()),
             _ => return Err("unknown line".into()),
         }
         Ok(())
@@ -119,6 +123,7 @@ impl Heard {
 
 /// Runs one child on `spec` until `plan` says kill; its stderr goes to `stderr_file`.
 pub fn run_child(spec: &ChildSpec, plan: KillPlan, stderr_file: &Path) -> Result<Heard> {
+    let spawned = Instant::now();
     let mut child = Command::new(std::env::current_exe()?)
         .arg("crash-child")
         .arg(serde_json::to_string(spec)?)
@@ -131,18 +136,26 @@ pub fn run_child(spec: &ChildSpec, plan: KillPlan, stderr_file: &Path) -> Result
     let reader = std::thread::spawn(move || -> Result<Heard> {
         let mut heard = Heard::default();
         let mut partial = State::default();
-        for line in BufReader::new(stdout).lines() {
-            let line = line?;
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        // A last line without its newline was cut by the kill (a write longer than the pipe's
+        // atomic size can be): what it announced was not done yet, so it is dropped.
+        while stdout.read_line(&mut line)? > 0 && line.ends_with('\n') {
+            let text = line.trim_end();
             heard
-                .hear(&line, &mut partial)
-                .map_err(|e| format!("child line {line:?}: {e}"))?;
-            let event = match line.split(' ').next() {
-                Some("ready") => Some(Event::Ready),
+                .hear(text, &mut partial)
+                .map_err(|e| format!("child line {text:?}: {e}"))?;
+            let event = match text.split(' ').next() {
+                Some("ready") => {
+                    heard.ready_after = Some(spawned.elapsed());
+                    Some(Event::Ready)
+                }
                 Some("ack") => Some(Event::Ack),
                 _ => None,
             };
             // The parent may have stopped listening after the kill.
             let _ = event.map(|e| events.send(e));
+            line.clear();
         }
         Ok(heard)
     });

@@ -61,6 +61,8 @@ struct Totals {
     killed_before_ready: u64,
     parent_checks: u64,
     counters: ChildCounters,
+    /// How long children took to report their state, lately (a moving average).
+    open_time: Duration,
 }
 
 impl Totals {
@@ -98,7 +100,10 @@ pub fn run(cfg: &CrashConfig) -> Result<Vec<Row>> {
         cfg.seed, CHAIN_CYCLES
     );
     let mut rng = SimRng::new(cfg.seed);
-    let mut totals = Totals::default();
+    let mut totals = Totals {
+        open_time: Duration::from_millis(40),
+        ..Totals::default()
+    };
     let start = Instant::now();
     let mut last_report = start;
     let mut chain: Option<Chain> = None;
@@ -168,9 +173,12 @@ fn run_cycle(chain: &mut Chain, rng: &mut SimRng, totals: &mut Totals) -> Result
         lanes: 1 + rng.below(MAX_LANES),
         timers: draw_timers(rng),
     };
-    let plan = KillPlan::draw(rng);
+    let plan = KillPlan::draw(rng, totals.open_time);
     let heard = kill::run_child(&spec, plan, &chain.dir.join("child.stderr"))
         .map_err(|e| format!("child seed {}, {plan:?}: {e}", spec.seed))?;
+    if let Some(t) = heard.ready_after {
+        totals.open_time = (totals.open_time * 7 + t) / 8;
+    }
     let Some(recovered) = heard.recovered else {
         // Killed in recovery: it wrote nothing, the next child must satisfy the same check.
         totals.killed_before_ready += 1;
@@ -229,8 +237,8 @@ fn summary(t: &Totals, elapsed: Duration) -> String {
     let c = &t.counters;
     format!(
         "crash: {} cycles in {:.1} s ({:.1}/s): {} writes acknowledged, {} recovered \
-         ({} beyond the acknowledgements); {} kills during recovery, {} clean opens by the \
-         parent; children did {} splits, {} merges, {} evictions, {} page-ins, {} checkpoints, \
+         ({} beyond the acknowledgements); {} kills during recovery (children open in ~{} ms), \
+         {} clean opens by the parent; children did {} splits, {} merges, {} evictions, {} page-ins, {} checkpoints, \
          {} KiB relocated by cleaning",
         t.cycles,
         elapsed.as_secs_f64(),
@@ -239,6 +247,7 @@ fn summary(t: &Totals, elapsed: Duration) -> String {
         t.recovered,
         t.recovered.saturating_sub(t.acked),
         t.killed_before_ready,
+        t.open_time.as_millis(),
         t.parent_checks,
         c.splits,
         c.merges,
