@@ -24,8 +24,13 @@ fn sigkill_cycles_recover_a_prefix_with_everything_acknowledged() {
         .arg(out.path())
         .status()
         .unwrap();
-    assert!(
-        status.success(),
-        "the crash suite failed ({status}): see its report above; rerun with BWTREE_CRASH_SEED={seed}"
-    );
+    if !status.success() {
+        // Keep the failing chain's directory (the report names it) for a look at the files.
+        let kept = out.keep();
+        panic!(
+            "the crash suite failed ({status}): see its report above (files under {}); rerun \
+             with BWTREE_CRASH_SEED={seed}",
+            kept.display()
+        );
+    }
 }

@@ -116,7 +116,10 @@ pub fn run(cfg: &CrashConfig) -> Result<Vec<Row>> {
             chain = Some(new_chain(&cfg.scratch, cycle)?);
         }
         let c = chain.as_mut().expect("a chain was just started");
-        run_cycle(c, &mut rng, &mut totals).map_err(|e| failed(cfg.seed, cycle, &e))?;
+        run_cycle(c, &mut rng, &mut totals).map_err(|e| {
+            let e = format!("{e}\n  the database is kept in {}", c.dir.display());
+            failed(cfg.seed, cycle, &e.into())
+        })?;
         totals.cycles += 1;
         if last_report.elapsed() >= Duration::from_secs(10) {
             eprintln!("{}", summary(&totals, start.elapsed()));
@@ -226,9 +229,10 @@ fn check_in_parent(chain: &mut Chain, totals: &mut Totals) -> Result<()> {
 }
 
 fn finish_chain(mut chain: Chain, totals: &mut Totals) -> Result<()> {
-    check_in_parent(&mut chain, totals)?;
     // A clean close, then one more open: nothing may change.
-    check_in_parent(&mut chain, totals)?;
+    check_in_parent(&mut chain, totals)
+        .and_then(|()| check_in_parent(&mut chain, totals))
+        .map_err(|e| format!("{e}\n  the database is kept in {}", chain.dir.display()))?;
     std::fs::remove_dir_all(&chain.dir)?;
     Ok(())
 }
