@@ -225,6 +225,15 @@ mod tests {
         // Another lane's key (key 0 is lane 0's): not this lane's business.
         found[0].insert(b"key0000".to_vec(), b"x".to_vec());
         assert_eq!(matching_prefix(&expected, &found), Ok(w.writes));
+        // A key no lane writes shows in lane 0's check.
+        let mut stray = found.clone();
+        stray[2].insert(b"kez".to_vec(), Vec::new());
+        let lane0 = Expectation {
+            lane: Lane { index: 0, count: 2 },
+            ..Expectation::exactly(Lane { index: 0, count: 2 }.part(&found))
+        };
+        assert!(matching_prefix(&lane0, &found).is_ok());
+        assert!(matching_prefix(&lane0, &stray).is_err());
         // One of its own keys with a value no write wrote.
         found[0].insert(b"key0001".to_vec(), b"x".to_vec());
         assert!(matching_prefix(&expected, &found).is_err());

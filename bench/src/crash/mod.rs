@@ -33,7 +33,7 @@ use check::{matching_prefix, Expectation};
 use child::ChildSpec;
 use db::{config, open_trees, read_state, Timers};
 use kill::{ChildCounters, KillPlan};
-use workload::{Lane, State};
+use workload::{Lane, State, TREE_NAMES};
 
 /// Cycles on one directory before starting over on a fresh one.
 const CHAIN_CYCLES: u64 = 50;
@@ -219,6 +219,21 @@ fn draw_timers(rng: &mut SimRng) -> Timers {
 fn check_in_parent(chain: &mut Chain, totals: &mut Totals) -> Result<()> {
     let db = config(&chain.dir.join("db"), Timers::QUIET).open()?;
     let state = read_state(&open_trees(&db)?)?;
+    // The default tree and the workload's named ones, nothing else.
+    for name in db.tree_names()? {
+        let ours = |n: &[u8]| {
+            TREE_NAMES
+                .iter()
+                .any(|t| !t.is_empty() && n == t.as_bytes())
+        };
+        if &*name != b"__bwtree_default" && !ours(&name) {
+            return Err(format!(
+                "a tree no one created: {:?}",
+                name.escape_ascii().to_string()
+            )
+            .into());
+        }
+    }
     drop(db);
     chain
         .check(&state, totals)

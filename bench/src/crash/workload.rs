@@ -46,8 +46,10 @@ impl Lane {
         seed ^ self.index.wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
+    /// Whether this lane writes `key`. A key no lane writes (which no write made) belongs to
+    /// lane 0, so that its check reports it.
     fn owns(self, key: &[u8]) -> bool {
-        key_number(key).is_some_and(|i| i % self.count == self.index)
+        key_number(key).map_or(self.index == 0, |i| i % self.count == self.index)
     }
 
     /// The part of `state` whose keys this lane writes.
