@@ -1,0 +1,12 @@
+//! Shared by the fault and disk-full tests: the workload and its model.
+
+#![allow(dead_code)] // Each test binary uses a different part.
+
+pub mod workload;
+
+/// A count from the first of `vars` that is set and parses, else `default`.
+pub fn env_count(vars: &[&str], default: u64) -> u64 {
+    vars.iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or(default)
+}
