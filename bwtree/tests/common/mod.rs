@@ -1,7 +1,9 @@
-//! Shared by the fault and disk-full tests: the workload and its model.
+//! Shared by the fault, disk-full and strace tests: the workload and its model, the trace
+//! checker.
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub mod strace;
 pub mod workload;
 
 /// A count from the first of `vars` that is set and parses, else `default`.
