@@ -132,9 +132,6 @@ fn every_acknowledgement_follows_fsyncs_of_everything_it_covers() {
         .arg(std::env::current_exe().expect("test binary"))
         .args(["--exact", "strace_child_workload", "--nocapture"])
         .env(CHILD_ENV, &work)
-        // LeakSanitizer cannot run under ptrace (the sanitizer runs build this test too).
-        .env("ASAN_OPTIONS", "detect_leaks=0")
-        .env("LSAN_OPTIONS", "detect_leaks=0")
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", strace.display()));
     let stderr = String::from_utf8_lossy(&out.stderr);
