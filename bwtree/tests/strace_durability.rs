@@ -148,6 +148,7 @@ fn every_acknowledgement_follows_fsyncs_of_everything_it_covers() {
     let syncs = count(&["fsync", "fdatasync"]);
     let renames = count(&["rename", "renameat", "renameat2"]);
     let unlinks = count(&["unlink", "unlinkat"]);
+    let resizes = count(&["ftruncate", "fallocate"]);
     let acks = check(&calls, &work).unwrap_or_else(|violations| {
         panic!(
             "{} durability violations in {} ({} calls):\n{}",
@@ -159,7 +160,7 @@ fn every_acknowledgement_follows_fsyncs_of_everything_it_covers() {
     });
     println!(
         "strace: {acks} acknowledgements checked, {} traced calls ({syncs} fsync/fdatasync, \
-         {renames} renames, {unlinks} unlinks) in {:.1?}",
+         {renames} renames, {unlinks} unlinks, {resizes} resizes) in {:.1?}",
         calls.len(),
         started.elapsed()
     );
