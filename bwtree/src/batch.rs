@@ -94,7 +94,11 @@ impl Tree {
                     Counters::bump(&self.core.counters.batches);
                     return Ok(());
                 }
-                Ok(Staging::StartOver) => group.abort()?,
+                Ok(Staging::StartOver) => {
+                    group.abort()?;
+                    drop(guard);
+                    self.prepare_leaves(&ops)?;
+                }
                 Err(e) => {
                     group.abort()?;
                     return Err(e);
@@ -102,6 +106,22 @@ impl Tree {
             }
         }
         Err(Error::Contention("a batch"))
+    }
+
+    /// Descends to every leaf the batch writes, as a writer, with nothing staged: the
+    /// structure changes those descents need (splits, merges, consolidations) are done now,
+    /// when none of this batch's own staged leaves can block them. Without it, a batch whose
+    /// later descent needs a change blocked by a leaf it staged earlier would meet the same
+    /// block on every attempt (seen: a single-threaded batch retrying for minutes).
+    fn prepare_leaves(&self, ops: &[Op]) -> Result<()> {
+        let guard = crossbeam_epoch::pin();
+        for (key, _) in ops {
+            match self.descend_within(Probe::At(key), Mode::Write, DESCENT_RESTARTS, &guard) {
+                Ok(_) | Err(Error::Contention(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     fn stage_all<'g>(

@@ -24,6 +24,7 @@ pub struct Config {
     pub(crate) node_max_bytes: usize,
     pub(crate) merge_below_entries: Option<usize>,
     pub(crate) checkpoint_every_ms: Option<u64>,
+    pub(crate) clean_every_ms: Option<u64>,
     pub(crate) debug_delay: bool,
 }
 
@@ -49,6 +50,7 @@ impl Config {
             node_max_bytes: 16 << 10,
             merge_below_entries: None,
             checkpoint_every_ms: Some(30_000),
+            clean_every_ms: Some(1_000),
             debug_delay: false,
         }
     }
@@ -119,6 +121,13 @@ impl Config {
     /// Write a checkpoint every this many milliseconds (`None`: only on close).
     pub fn checkpoint_every_ms(mut self, ms: Option<u64>) -> Config {
         self.checkpoint_every_ms = ms;
+        self
+    }
+
+    /// How often the background thread cleans log segments (`None`: never; tests that must be
+    /// deterministic call [`Db::clean`] themselves).
+    pub fn clean_every_ms(mut self, ms: Option<u64>) -> Config {
+        self.clean_every_ms = ms;
         self
     }
 
@@ -198,6 +207,7 @@ impl Config {
         c.cache_capacity_bytes = self.cache_capacity_bytes as usize;
         c.fragment_cap = (2 * self.consolidation_threshold as u32).clamp(2, 64);
         c.checkpoint_every_ms = self.checkpoint_every_ms;
+        c.clean_every_ms = self.clean_every_ms;
         c.log.flush_every_ms = self.flush_every_ms;
         c.log.segment_size_bytes = self.segment_size_bytes as u64;
         c.log.io_buffer_size_bytes = self.io_buffer_size_bytes;

@@ -91,6 +91,21 @@ impl Db {
         Ok(self.shared.core.cache.flush()?)
     }
 
+    /// Writes a checkpoint now (the background thread does this every
+    /// `checkpoint_every_ms`). Testbed: deterministic tests call it themselves.
+    #[doc(hidden)]
+    pub fn checkpoint(&self) -> Result<()> {
+        Ok(self.shared.core.cache.checkpoint()?)
+    }
+
+    /// Runs one segment-cleaning pass now (the background thread does this every
+    /// `clean_every_ms`) and returns how many pages it rewrote. Testbed: deterministic tests
+    /// call it themselves.
+    #[doc(hidden)]
+    pub fn clean(&self) -> Result<u64> {
+        Ok(self.shared.core.cache.clean()?.pages_relocated)
+    }
+
     /// Bytes the database's files take on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
         dir_size(self.shared.core.cache_path())

@@ -105,7 +105,14 @@ impl Tree {
                     .expect("a node with a high fence has a right sibling");
                 if via_parent {
                     if let Some(&parent) = path.last() {
-                        self.post_index_entry(parent, pid, &h, guard)?;
+                        match self.post_index_entry(parent, pid, &h, guard) {
+                            // Posting the index entry of a half-done split only shortens later
+                            // descents; moving right is correct without it. A reader must not
+                            // fail because the database cannot write (a full disk poisoned
+                            // the log): it moves right.
+                            Err(Error::Poisoned(_) | Error::Io { .. }) if mode == Mode::Read => {}
+                            r => r?,
+                        }
                     }
                 }
                 pid = pid_of(right)?;
