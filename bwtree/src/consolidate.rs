@@ -6,6 +6,7 @@
 
 use pagecache::PageModel;
 
+use crate::base::Base;
 use crate::node::{Catalog, Delta, Node, Page};
 use crate::value::Value;
 
@@ -14,11 +15,11 @@ use crate::value::Value;
 pub(crate) struct TreeModel;
 
 impl PageModel for TreeModel {
-    type Base = Page;
+    type Base = Base;
     type Delta = Delta;
 
-    fn base_heap_bytes(base: &Page) -> usize {
-        match base {
+    fn base_heap_bytes(base: &Base) -> usize {
+        match base.page() {
             Page::Node(n) => n.heap_bytes(),
             Page::Catalog(c) => c.trees.capacity() * 48,
         }
@@ -28,11 +29,11 @@ impl PageModel for TreeModel {
         delta_heap_bytes(delta)
     }
 
-    fn consolidate(base: &Page, deltas: &[&Delta]) -> Page {
-        match base {
+    fn consolidate(base: &Base, deltas: &[&Delta]) -> Base {
+        Base::new(match base.page() {
             Page::Node(n) => Page::Node(consolidate_node(n, deltas)),
             Page::Catalog(c) => Page::Catalog(consolidate_catalog(c, deltas)),
-        }
+        })
     }
 }
 
@@ -40,13 +41,7 @@ fn delta_heap_bytes(delta: &Delta) -> usize {
     match delta {
         Delta::Put { key, val, .. } => key.heap_bytes() + val.heap_bytes(),
         Delta::Del { key, .. } => key.heap_bytes(),
-        Delta::Batch { ops } => {
-            ops.capacity() * 64
-                + ops
-                    .iter()
-                    .map(|(k, v)| k.heap_bytes() + v.as_ref().map_or(0, Value::heap_bytes))
-                    .sum::<usize>()
-        }
+        Delta::Batch { ops } => ops.heap_bytes(),
         Delta::Split { sep, .. } => sep.heap_bytes(),
         Delta::Merge { node, .. } => std::mem::size_of::<Node>() + node.heap_bytes(),
         Delta::IndexEntry { sep, next, .. } => {
