@@ -96,6 +96,8 @@ struct DeltaSummary<'g> {
     payload_bytes: usize,
     /// The newest `Split` or `Merge`: the node's high fence and right sibling.
     fence: Option<(Option<&'g Value>, Option<RawPid>)>,
+    /// Whether a `Merge` is among the deltas (then the base's entries all count).
+    merged: bool,
     removed: Option<RawPid>,
     /// The newest `Intent` (`Some(None)`: a `TermDelete` came first, the intent is done).
     intent: Option<Option<&'g MergeIntent>>,
@@ -121,6 +123,7 @@ impl<'g> DeltaSummary<'g> {
                 self.added += node.len();
                 self.payload_bytes += node.payload_bytes();
                 self.fence.get_or_insert((node.high.as_ref(), node.right));
+                self.merged = true;
             }
             Delta::Remove { parent } => self.removed = Some(*parent),
             Delta::IndexEntry { sep, .. } => {
@@ -136,6 +139,20 @@ impl<'g> DeltaSummary<'g> {
             }
             Delta::AddTree { .. } => {}
         }
+    }
+}
+
+/// An upper bound on the entries of node `n` under `deltas`. Once a split cut the node, only
+/// the base's entries below its separator count (found by binary search), so a node does not
+/// look oversized, and get consolidated to check, on every visit until its next
+/// consolidation. Removals are not subtracted then: one written before the split may be of
+/// a key that moved right, which the cut base no longer counts.
+fn max_len(n: &Node, deltas: &DeltaSummary<'_>) -> usize {
+    match deltas.fence {
+        Some((Some(sep), _)) if !deltas.merged => {
+            n.keys.partition_point(|k| k < sep) + deltas.added
+        }
+        _ => (n.len() + deltas.added).saturating_sub(deltas.removed_records),
     }
 }
 
@@ -168,7 +185,7 @@ fn header_over<'g>(
         right,
         removed: deltas.removed.or(n.removed),
         intent: deltas.intent.unwrap_or(n.intent.as_ref()),
-        max_len: (n.len() + deltas.added).saturating_sub(deltas.removed_records),
+        max_len: max_len(n, &deltas),
         chain_len,
         payload_bytes: base.payload_bytes() + deltas.payload_bytes,
     }
