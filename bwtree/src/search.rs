@@ -75,8 +75,8 @@ pub(crate) struct Header<'g> {
     pub(crate) right: Option<RawPid>,
     pub(crate) removed: Option<RawPid>,
     pub(crate) intent: Option<&'g MergeIntent>,
-    /// An upper bound on the records (leaf) or separators (index) the node holds.
-    pub(crate) max_len: usize,
+    /// What [`Header::max_len`] counts from (computed only when asked: readers never do).
+    entries: EntryBound<'g>,
     /// Fragments in the chain (deltas + 1).
     pub(crate) chain_len: usize,
     /// Key and value bytes in the chain (an upper bound on the consolidated node's).
@@ -142,17 +142,28 @@ impl<'g> DeltaSummary<'g> {
     }
 }
 
-/// An upper bound on the entries of node `n` under `deltas`. Once a split cut the node, only
-/// the base's entries below its separator count (found by binary search), so a node does not
-/// look oversized, and get consolidated to check, on every visit until its next
-/// consolidation. Removals are not subtracted then: one written before the split may be of
-/// a key that moved right, which the cut base no longer counts.
-fn max_len(n: &Node, deltas: &DeltaSummary<'_>) -> usize {
-    match deltas.fence {
-        Some((Some(sep), _)) if !deltas.merged => {
-            n.keys.partition_point(|k| k < sep) + deltas.added
+/// The inputs of a node's entry bound.
+#[derive(Debug)]
+struct EntryBound<'g> {
+    base: &'g Node,
+    /// The newest split's separator, if a split (and no merge) is among the deltas.
+    cut: Option<&'g Value>,
+    added: usize,
+    removed: usize,
+}
+
+impl Header<'_> {
+    /// An upper bound on the records (leaf) or separators (index) the node holds. Once a
+    /// split cut the node, only the base's entries below its separator count (found by binary
+    /// search), so a node does not look oversized, and get consolidated to check, on every
+    /// visit until its next consolidation. Removals are not subtracted then: one written
+    /// before the split may be of a key that moved right, which the cut base no longer counts.
+    pub(crate) fn max_len(&self) -> usize {
+        let e = &self.entries;
+        match e.cut {
+            Some(sep) => e.base.keys.partition_point(|k| k < sep) + e.added,
+            None => (e.base.len() + e.added).saturating_sub(e.removed),
         }
-        _ => (n.len() + deltas.added).saturating_sub(deltas.removed_records),
     }
 }
 
@@ -185,7 +196,15 @@ fn header_over<'g>(
         right,
         removed: deltas.removed.or(n.removed),
         intent: deltas.intent.unwrap_or(n.intent.as_ref()),
-        max_len: max_len(n, &deltas),
+        entries: EntryBound {
+            base: n,
+            cut: match deltas.fence {
+                Some((Some(sep), _)) if !deltas.merged => Some(sep),
+                _ => None,
+            },
+            added: deltas.added,
+            removed: deltas.removed_records,
+        },
         chain_len,
         payload_bytes: base.payload_bytes() + deltas.payload_bytes,
     }
