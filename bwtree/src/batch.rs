@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use crossbeam_epoch::Guard;
 
+use crate::base::BatchOps;
 use crate::core::backoff;
 use crate::descend::Mode;
 use crate::error::{Error, Result};
@@ -167,7 +168,9 @@ impl Tree {
                 self.split(leaf.pid, &leaf.view, node, &leaf.path, guard)?;
                 continue;
             }
-            let delta = Delta::Batch { ops: mine.to_vec() };
+            let delta = Delta::Batch {
+                ops: BatchOps::new(mine.to_vec()),
+            };
             match group
                 .stage(delta, &leaf.view)
                 .map_err(|e| batch_error(e, ops))?

@@ -8,6 +8,7 @@
 
 use bincode::{Decode, Encode};
 
+use crate::base::BatchOps;
 use crate::value::Value;
 
 /// A raw page id as stored in pages (`radix::Pid::get`).
@@ -55,7 +56,7 @@ pub(crate) enum Delta {
     /// Leaf: `key` is absent.
     Del { key: Value, pos: u32 },
     /// Leaf: several keys of one atomic batch (`None`: removed).
-    Batch { ops: Vec<(Value, Option<Value>)> },
+    Batch { ops: BatchOps },
     /// The node now ends at `sep`; keys from `sep` on live in `right`.
     Split { sep: Value, right: RawPid },
     /// The node absorbed its right sibling `node` (which started at `sep`).
