@@ -36,6 +36,9 @@ mod core;
 mod db;
 mod descend;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod iter;
 mod node;
 mod range;
