@@ -42,7 +42,7 @@ for target in "${TARGETS[@]}"; do
     status=0
     cargo +nightly fuzz run -O "$target" "scratch/$target" "corpus/$target" -- \
         "${LIMITS[@]}" -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1 || status=$?
-    grep -E '^#[0-9]+ *(INITED|DONE)|^stat::number_of_executed_units|^stat::peak_rss_mb' "$log" || true
+    grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::number_of_executed_units|^stat::peak_rss_mb' "$log" || true
     if [[ "$status" -ne 0 ]]; then
         grep -E -A30 'ERROR|panicked' "$log" | head -60 || true
         echo "fuzz target $target failed (exit $status): input in fuzz/artifacts/$target/, log in fuzz/$log"
