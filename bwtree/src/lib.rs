@@ -37,6 +37,9 @@ mod core;
 mod db;
 mod descend;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod iter;
 mod leaf_scan;
 mod node;
