@@ -119,14 +119,15 @@ impl Config {
         self
     }
 
-    /// Write a checkpoint every this many milliseconds (`None`: only on close).
+    /// Write a checkpoint every this many milliseconds, and after every 32 MiB of log (`None`:
+    /// only on close).
     pub fn checkpoint_every_ms(mut self, ms: Option<u64>) -> Config {
         self.checkpoint_every_ms = ms;
         self
     }
 
-    /// Run a log-cleaning pass (relocate the live pages of sparse segments) every this many
-    /// milliseconds (`None`: no background cleaning).
+    /// How often the background thread cleans log segments (`None`: never; tests that must be
+    /// deterministic call [`Db::clean`] themselves).
     pub fn clean_every_ms(mut self, ms: Option<u64>) -> Config {
         self.clean_every_ms = ms;
         self
@@ -209,6 +210,10 @@ impl Config {
         c.fragment_cap = (2 * self.consolidation_threshold as u32).clamp(2, 64);
         c.checkpoint_every_ms = self.checkpoint_every_ms;
         c.clean_every_ms = self.clean_every_ms;
+        if self.checkpoint_every_ms.is_none() {
+            // No periodic checkpoints at all: not by log volume either.
+            c.checkpoint_every_bytes = None;
+        }
         c.log.flush_every_ms = self.flush_every_ms;
         c.log.segment_size_bytes = self.segment_size_bytes as u64;
         c.log.io_buffer_size_bytes = self.io_buffer_size_bytes;

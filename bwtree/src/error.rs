@@ -95,6 +95,12 @@ impl From<logstore::Error> for Error {
                 at: format!("{} at byte {offset}", path.display()),
             },
             L::Poisoned { cause } => Error::Poisoned(cause),
+            // A node pointer whose record no longer carries its LSN: the bytes there are not
+            // what the tree wrote (a bit flip in the header, or a recycled segment).
+            L::StalePointer(what) => Error::Corruption {
+                what,
+                at: "a log record pointer".into(),
+            },
             L::Config(what) => Error::Unsupported(format!("configuration: {what}")),
             other => Error::Unsupported(other.to_string()),
         }

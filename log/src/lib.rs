@@ -53,6 +53,9 @@ mod config;
 mod debug_delay;
 mod error;
 pub mod format;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod io;
 mod locate;
 mod log;
