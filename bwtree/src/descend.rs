@@ -3,7 +3,8 @@
 //! Arriving at a node, the probe is checked against the node's fences: past the high fence,
 //! follow the right sibling (a split whose index entry is not posted yet: post it on the way);
 //! below the low fence, or at a freed or removed node, restart from the root (after helping a
-//! removal finish). Restarts are bounded ([`MAX_RESTARTS`]) and back off.
+//! removal finish). Restarts are bounded ([`MAX_RESTARTS`]) and back off; a descent that keeps
+//! restarting over the same unchanged pages reports a damaged tree (see [`crate::stuck`]).
 
 use crossbeam_epoch::Guard;
 use radix::Pid;
@@ -12,6 +13,7 @@ use crate::core::{backoff, pid_of, MAX_RESTARTS};
 use crate::error::{Error, Result};
 use crate::search::{header, route, Header, Probe, View};
 use crate::stats::Counters;
+use crate::stuck::{StuckDetector, Trace, Why, TRACE_AFTER};
 use crate::tree::Tree;
 
 /// Most right-sibling hops in one descent before restarting (a long chain of unposted splits
@@ -42,7 +44,7 @@ pub(crate) enum Mode {
 /// A descent that must start over, and why (for counters and debugging).
 pub(crate) enum Step<'g> {
     Arrived(Leaf<'g>),
-    Restart,
+    Restart(Why),
 }
 
 impl Tree {
@@ -64,19 +66,29 @@ impl Tree {
         restarts: u32,
         guard: &'g Guard,
     ) -> Result<Leaf<'g>> {
+        let mut stuck = StuckDetector::default();
         for attempt in 0..restarts {
             if attempt > 0 {
                 Counters::bump(&self.core.counters.restarts);
                 backoff(attempt);
             }
-            if let Step::Arrived(leaf) = self.try_descend(probe, mode, guard)? {
-                return Ok(leaf);
+            let mut trace = (attempt >= TRACE_AFTER).then(Trace::default);
+            match self.try_descend(probe, mode, trace.as_mut(), guard)? {
+                Step::Arrived(leaf) => return Ok(leaf),
+                Step::Restart(why) => stuck.restarted(trace, why)?,
             }
         }
         Err(Error::Contention("a descent to a leaf"))
     }
 
-    fn try_descend<'g>(&self, probe: Probe<'_>, mode: Mode, guard: &'g Guard) -> Result<Step<'g>> {
+    /// One descent from the root; records the pages it reads in `trace` if given.
+    fn try_descend<'g>(
+        &self,
+        probe: Probe<'_>,
+        mode: Mode,
+        mut trace: Option<&mut Trace<'g>>,
+        guard: &'g Guard,
+    ) -> Result<Step<'g>> {
         let mut path: Vec<Pid> = Vec::new();
         // The index node this descent came from (the last of `path` in a write).
         let mut parent: Option<Pid> = None;
@@ -87,25 +99,38 @@ impl Tree {
         let mut maintained = 0;
         for _ in 0..MAX_HOPS {
             let Some(view) = self.core.read(pid, guard)? else {
-                return Ok(Step::Restart);
+                if let Some(t) = trace.as_deref_mut() {
+                    t.free(pid);
+                }
+                return Ok(Step::Restart(Why::Structure("a free page id")));
             };
+            if let Some(t) = trace.as_deref_mut() {
+                t.page(view);
+            }
             let Some(h) = header(&view) else {
-                return Ok(Step::Restart);
+                return Ok(Step::Restart(Why::Structure(
+                    "a page that is not a tree node",
+                )));
             };
             if level.is_some_and(|l| l != h.level) {
-                return Ok(Step::Restart); // a stale pid, reused at another level
+                // A stale pid, reused at another level.
+                return Ok(Step::Restart(Why::Structure("a node at the wrong level")));
             }
             if let Some(parent) = h.removed {
                 self.help_removed(pid, parent, guard)?;
-                return Ok(Step::Restart);
+                return Ok(Step::Restart(Why::Race));
             }
             if probe.before(h.low) {
-                return Ok(Step::Restart);
+                return Ok(Step::Restart(Why::Structure(
+                    "a key below the node's low fence",
+                )));
             }
             if probe.past(h.high.map(|v| &**v)) {
-                let right = h
-                    .right
-                    .expect("a node with a high fence has a right sibling");
+                let Some(right) = h.right else {
+                    return Ok(Step::Restart(Why::Structure(
+                        "a high fence without a right sibling",
+                    )));
+                };
                 if via_parent {
                     if let Some(parent) = parent {
                         match self.post_index_entry(parent, pid, &h, guard) {
@@ -129,7 +154,7 @@ impl Tree {
                 // keeps needing work (a lost race, a staged head) restarts with backoff.
                 maintained += 1;
                 if maintained > MAX_MAINTAIN_PER_DESCENT {
-                    return Ok(Step::Restart);
+                    return Ok(Step::Restart(Why::Race));
                 }
                 continue;
             }
@@ -149,6 +174,8 @@ impl Tree {
             level = Some(h.level - 1);
             via_parent = true;
         }
-        Ok(Step::Restart)
+        Ok(Step::Restart(Why::Structure(
+            "an endless chain of right siblings",
+        )))
     }
 }

@@ -47,6 +47,7 @@ mod range;
 mod search;
 mod smo;
 mod stats;
+mod stuck;
 mod tree;
 mod value;
 

@@ -96,6 +96,14 @@ impl<'g, M: PageModel> PageView<'g, M> {
         self.top.chain_bytes
     }
 
+    /// Whether `other` shows this page's visible chain unchanged. Between two views taken under
+    /// one pinned guard, true means nothing was prepended, replaced or committed on the page in
+    /// between: a chain's nodes are not freed (so their addresses are not reused) while a
+    /// guard that saw them is pinned. (An aborted group puts the same chain back: true again.)
+    pub fn shows_same_chain(&self, other: &PageView<'_, M>) -> bool {
+        self.pid == other.pid && std::ptr::eq(self.top, other.top)
+    }
+
     /// The head as the slot word carries it: with the provenance of the `Box::into_raw` that
     /// published it, so the chain may be freed (and written by its drop) through it. A pointer
     /// made from `&Node` (`self.head`) may not be (Miri reports it under Tree Borrows).
