@@ -32,6 +32,12 @@ pub enum Error {
     /// An earlier write or sync failed, so the database refuses further writes: data it had
     /// accepted may not be on disk. Reopen it to recover the durable state.
     Poisoned(String),
+    /// The database is already open, by this process or another (only one open handle per
+    /// directory: its `LOCK` file is held while the database is open).
+    Locked {
+        /// The database directory.
+        path: PathBuf,
+    },
     /// An operation kept losing races past its retry bound (reported instead of spinning
     /// forever). Retrying the call is safe.
     Contention(&'static str),
@@ -95,6 +101,7 @@ impl From<logstore::Error> for Error {
                 at: format!("{} at byte {offset}", path.display()),
             },
             L::Poisoned { cause } => Error::Poisoned(cause),
+            L::Locked { path } => Error::Locked { path },
             L::Config(what) => Error::Unsupported(format!("configuration: {what}")),
             other => Error::Unsupported(other.to_string()),
         }
@@ -119,6 +126,12 @@ impl fmt::Display for Error {
                 f,
                 "the database stopped accepting writes after an I/O failure ({cause}); reopen \
                  it to recover the durable state"
+            ),
+            Error::Locked { path } => write!(
+                f,
+                "{} is already open in this or another process; drop the other handle (or \
+                 stop the other process) and retry, or use another directory",
+                path.display()
             ),
             Error::Contention(what) => write!(
                 f,
