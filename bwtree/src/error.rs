@@ -72,9 +72,12 @@ impl From<pagecache::Error> for Error {
         use pagecache::Error as P;
         match e {
             P::Log(l) => Error::from(l),
-            P::Corruption { what, path } => Error::Corruption {
+            P::Corruption { what, path, offset } => Error::Corruption {
                 what,
-                at: path.display().to_string(),
+                at: match offset {
+                    Some(offset) => format!("{} at byte {offset}", path.display()),
+                    None => path.display().to_string(),
+                },
             },
             P::Config(what) => Error::Unsupported(format!("configuration: {what}")),
             P::Io { op, path, source } => Error::Io {

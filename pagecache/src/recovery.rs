@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fragment::Kind;
 use crate::group::{record, GroupState};
-use crate::inner::{read_fragment, read_nth_fragment};
+use crate::inner::{read_fragment, read_nth_fragment, unresolved};
 use crate::location::Location;
 use crate::model::PageModel;
 use crate::node::Node;
@@ -69,7 +69,10 @@ pub(crate) fn recover<M: PageModel>(cfg: &Config, storage: &Arc<dyn Storage>) ->
     for (&raw, locs) in &pages {
         let pid = Pid::new(raw).expect("replayed and checkpointed pids are validated");
         let word = if let [loc] = locs.as_slice() {
-            live.push(log.pointer_at(loc.file_offset(), loc.record_len())?);
+            let ptr = log
+                .pointer_at(loc.file_offset(), loc.record_len())
+                .map_err(|e| unresolved(e, &cfg.path, pid, *loc))?;
+            live.push(ptr);
             SlotWord::on_disk(loc.to_word())
         } else {
             let head = materialize::<M>(cfg, &log, pid, locs, &mut live, &mut groups)?;
