@@ -8,6 +8,7 @@
 
 mod alloc_counter;
 mod chart;
+mod crash;
 mod engine;
 mod engine_suites;
 mod isolate;
@@ -39,6 +40,8 @@ enum Suite {
     Mem,
     /// bwtree under a timed mixed workload, printing ops/s every second (soak and sanitizer runs).
     Stress,
+    /// SIGKILL torture: kill a child running writes at random moments, check what recovers.
+    Crash,
     /// Mapping-table lookup and CAS throughput, memory per id.
     Radix,
     /// Log append throughput and durable group commit against the raw file system.
@@ -74,9 +77,17 @@ struct Cli {
     /// kv suite: runs per engine, the table shows medians (default: 1, with --full 3).
     #[arg(long)]
     repeats: Option<usize>,
-    /// stress suite: how long to run, in minutes (default: 0.25, with --full 5).
+    /// stress and crash suites: how long to run, in minutes (default: stress 0.25, with --full
+    /// 5; crash 1, or unbounded with --cycles).
     #[arg(long)]
     minutes: Option<f64>,
+    /// stress suite: check every answer against per-thread models, and everything after the
+    /// final flush and a clean reopen (non-zero exit on a mismatch).
+    #[arg(long)]
+    verify: bool,
+    /// crash suite: stop after this many kill-and-recover cycles.
+    #[arg(long)]
+    cycles: Option<u64>,
     /// kv and ycsb suites: every engine's cache budget in MiB.
     #[arg(long, default_value_t = 64)]
     cache_mib: u64,
@@ -115,12 +126,21 @@ enum Command {
         #[arg(long)]
         ycsb: Option<String>,
     },
+    /// Internal: one child of the crash suite, killed by its parent (`crash::child`).
+    #[command(hide = true)]
+    CrashChild {
+        /// A `crash::child::ChildSpec` as JSON.
+        spec: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::RunChild { kv, ycsb }) = &cli.command {
         return engine_suites::run_child(kv.as_deref(), ycsb.as_deref());
+    }
+    if let Some(Command::CrashChild { spec }) = &cli.command {
+        return crash::child::main(spec);
     }
     let suites = if cli.suite.is_empty() {
         vec![Suite::Kv]
@@ -150,11 +170,31 @@ fn main() -> ExitCode {
                     keys: cli.keys.unwrap_or(10_000) as u64,
                     cache_capacity_bytes: cli.cache_mib << 20,
                     seed: cli.seed,
+                    verify: cli.verify,
                 };
                 match stress::run(&cfg) {
                     Ok(stress_rows) => rows.extend(stress_rows),
                     Err(e) => {
                         eprintln!("stress: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            Suite::Crash => {
+                let cfg = crash::CrashConfig {
+                    scratch: cli.out.join("scratch"),
+                    cycles: cli.cycles,
+                    duration: match (cli.minutes, cli.cycles) {
+                        (Some(m), _) => Some(std::time::Duration::from_secs_f64(m * 60.0)),
+                        (None, Some(_)) => None,
+                        (None, None) => Some(std::time::Duration::from_secs(60)),
+                    },
+                    seed: cli.seed,
+                };
+                match crash::run(&cfg) {
+                    Ok(crash_rows) => rows.extend(crash_rows),
+                    Err(e) => {
+                        eprintln!("{e}");
                         failed = true;
                     }
                 }
@@ -207,7 +247,7 @@ fn main() -> ExitCode {
     }
     let others: Vec<report::Row> = rows
         .iter()
-        .filter(|r| r.suite != "kv" && r.suite != "ycsb" && r.suite != "stress")
+        .filter(|r| !["kv", "ycsb", "stress", "crash"].contains(&r.suite))
         .cloned()
         .collect();
     if !others.is_empty() {

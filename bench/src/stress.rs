@@ -5,6 +5,14 @@
 //! inserts, 10% removes, 15% compare-and-swaps that increment a per-key counter, 10% scans of up
 //! to 10 pairs. Checked as it runs: scans return keys in strictly increasing order, and every
 //! value read is one this workload writes (8 bytes). At the end, one flush.
+//!
+//! With `--verify` the writes are partitioned so that a model can check every answer
+//! (`verify.rs`): each thread writes only its own slice of the keys and keeps a `BTreeMap` of
+//! it, checks it every second, and the whole database is checked against the models after the
+//! final flush and again after a clean reopen. Any mismatch names the key, the expected and the
+//! found value, and the run fails.
+
+mod verify;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +32,8 @@ pub struct StressConfig {
     pub keys: u64,
     pub cache_capacity_bytes: u64,
     pub seed: u64,
+    /// Check every answer against per-thread models (see the module header).
+    pub verify: bool,
 }
 
 /// Per-operation counters shared by the threads (relaxed: they are only summed for display).
@@ -32,6 +42,8 @@ struct Counters {
     ops: AtomicU64,
     cas_won: AtomicU64,
     cas_lost: AtomicU64,
+    /// `--verify`: whole-slice checks passed.
+    verifies: AtomicU64,
 }
 
 fn key(i: u64) -> [u8; 8] {
@@ -82,34 +94,50 @@ fn one_op(db: &bwtree::Db, rng: &mut SmallRng, keys: u64, c: &Counters) -> Resul
     Ok(())
 }
 
+fn open(cfg: &StressConfig, path: &std::path::Path) -> Result<bwtree::Db> {
+    Ok(bwtree::Config::new()
+        .path(path)
+        .cache_capacity_bytes(cfg.cache_capacity_bytes)
+        .open()?)
+}
+
 /// Runs the workload for `cfg.duration`, printing ops/s every second; returns the average.
 pub fn run(cfg: &StressConfig) -> Result<Vec<Row>> {
+    if cfg.verify && cfg.keys < cfg.threads as u64 {
+        return Err("stress --verify: need at least one key per thread".into());
+    }
     std::fs::create_dir_all(&cfg.dir)?;
     let dir = tempfile::Builder::new()
         .prefix("stress-")
         .tempdir_in(&cfg.dir)?;
-    let db = bwtree::Config::new()
-        .path(dir.path().join("db"))
-        .cache_capacity_bytes(cfg.cache_capacity_bytes)
-        .open()?;
+    let path = dir.path().join("db");
+    let db = open(cfg, &path)?;
     let counters = Counters::default();
     let stop = AtomicBool::new(false);
     let start = Instant::now();
     eprintln!(
-        "stress: bwtree, {} threads, {} keys, {:?} (seed {})",
-        cfg.threads, cfg.keys, cfg.duration, cfg.seed
+        "stress: bwtree, {} threads, {} keys, {:?} (seed {}){}",
+        cfg.threads,
+        cfg.keys,
+        cfg.duration,
+        cfg.seed,
+        if cfg.verify { ", verifying" } else { "" }
     );
-    std::thread::scope(|s| -> Result<()> {
+    let mut owners = std::thread::scope(|s| -> Result<Vec<verify::Owner>> {
         let workers: Vec<_> = (0..cfg.threads as u64)
             .map(|t| {
                 let (db, counters, stop) = (&db, &counters, &stop);
-                s.spawn(move || -> Result<()> {
+                s.spawn(move || -> Result<verify::Owner> {
                     let mut rng = SmallRng::seed_from_u64(cfg.seed ^ (t + 1) << 32);
+                    let mut owner = verify::Owner::new(t, cfg.threads as u64, cfg.keys);
                     // Relaxed: the flag only ends the loop; nothing is published through it.
                     while !stop.load(Ordering::Relaxed) {
-                        one_op(db, &mut rng, cfg.keys, counters)?;
+                        match cfg.verify {
+                            true => owner.op(db, &mut rng, cfg.keys, counters)?,
+                            false => one_op(db, &mut rng, cfg.keys, counters)?,
+                        }
                     }
-                    Ok(())
+                    Ok(owner)
                 })
             })
             .collect();
@@ -117,7 +145,8 @@ pub fn run(cfg: &StressConfig) -> Result<Vec<Row>> {
         stop.store(true, Ordering::Relaxed);
         workers
             .into_iter()
-            .try_for_each(|w| w.join().expect("stress thread panicked"))
+            .map(|w| w.join().expect("stress thread panicked"))
+            .collect()
     })?;
     db.flush()?;
     let secs = start.elapsed().as_secs_f64();
@@ -129,9 +158,25 @@ pub fn run(cfg: &StressConfig) -> Result<Vec<Row>> {
         counters.cas_lost.load(Ordering::Relaxed),
         db.len()
     );
+    if cfg.verify {
+        verify::check_all(&db, &mut owners, "after the final flush")?;
+        drop(db);
+        let db = open(cfg, &path)?;
+        verify::check_all(&db, &mut owners, "after a clean reopen")?;
+        eprintln!(
+            "stress: verified: {} slice checks while running, then every key after the final \
+             flush and after a clean reopen ({} keys)",
+            counters.verifies.load(Ordering::Relaxed),
+            db.len()
+        );
+    }
     Ok(vec![Row {
         suite: "stress",
-        case: format!("mixed, {} threads", cfg.threads),
+        case: format!(
+            "mixed, {} threads{}",
+            cfg.threads,
+            if cfg.verify { ", verified" } else { "" }
+        ),
         engine: "bwtree".into(),
         value: ops as f64 / secs,
         unit: "ops/s",

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use crossbeam_epoch::Guard;
 
+use crate::base::BatchOps;
 use crate::core::backoff;
 use crate::descend::Mode;
 use crate::error::{Error, Result};
@@ -94,7 +95,11 @@ impl Tree {
                     Counters::bump(&self.core.counters.batches);
                     return Ok(());
                 }
-                Ok(Staging::StartOver) => group.abort()?,
+                Ok(Staging::StartOver) => {
+                    group.abort()?;
+                    drop(guard);
+                    self.prepare_leaves(&ops)?;
+                }
                 Err(e) => {
                     group.abort()?;
                     return Err(e);
@@ -102,6 +107,22 @@ impl Tree {
             }
         }
         Err(Error::Contention("a batch"))
+    }
+
+    /// Descends to every leaf the batch writes, as a writer, with nothing staged: the
+    /// structure changes those descents need (splits, merges, consolidations) are done now,
+    /// when none of this batch's own staged leaves can block them. Without it, a batch whose
+    /// later descent needs a change blocked by a leaf it staged earlier would meet the same
+    /// block on every attempt (seen: a single-threaded batch retrying for minutes).
+    fn prepare_leaves(&self, ops: &[Op]) -> Result<()> {
+        let guard = crossbeam_epoch::pin();
+        for (key, _) in ops {
+            match self.descend_within(Probe::At(key), Mode::Write, DESCENT_RESTARTS, &guard) {
+                Ok(_) | Err(Error::Contention(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     fn stage_all<'g>(
@@ -147,7 +168,9 @@ impl Tree {
                 self.split(leaf.pid, &leaf.view, node, &leaf.path, guard)?;
                 continue;
             }
-            let delta = Delta::Batch { ops: mine.to_vec() };
+            let delta = Delta::Batch {
+                ops: BatchOps::new(mine.to_vec()),
+            };
             match group
                 .stage(delta, &leaf.view)
                 .map_err(|e| batch_error(e, ops))?

@@ -24,6 +24,7 @@ pub struct Config {
     pub(crate) node_max_bytes: usize,
     pub(crate) merge_below_entries: Option<usize>,
     pub(crate) checkpoint_every_ms: Option<u64>,
+    pub(crate) clean_every_ms: Option<u64>,
     pub(crate) debug_delay: bool,
 }
 
@@ -35,7 +36,8 @@ impl Default for Config {
 
 impl Config {
     /// Defaults: 1 GiB cache, flush every 500 ms, 8 MiB segments, consolidate at 8 deltas,
-    /// split nodes past 64 entries or 16 KiB, merge them below 16 entries.
+    /// split nodes past 64 entries or 16 KiB, merge them below 16 entries, checkpoint every
+    /// 30 s, clean the log every second.
     pub fn new() -> Config {
         Config {
             path: None,
@@ -49,6 +51,7 @@ impl Config {
             node_max_bytes: 16 << 10,
             merge_below_entries: None,
             checkpoint_every_ms: Some(30_000),
+            clean_every_ms: Some(1_000),
             debug_delay: false,
         }
     }
@@ -116,9 +119,17 @@ impl Config {
         self
     }
 
-    /// Write a checkpoint every this many milliseconds (`None`: only on close).
+    /// Write a checkpoint every this many milliseconds, and after every 32 MiB of log (`None`:
+    /// only on close).
     pub fn checkpoint_every_ms(mut self, ms: Option<u64>) -> Config {
         self.checkpoint_every_ms = ms;
+        self
+    }
+
+    /// How often the background thread cleans log segments (`None`: never; tests that must be
+    /// deterministic call [`Db::clean`] themselves).
+    pub fn clean_every_ms(mut self, ms: Option<u64>) -> Config {
+        self.clean_every_ms = ms;
         self
     }
 
@@ -198,6 +209,11 @@ impl Config {
         c.cache_capacity_bytes = self.cache_capacity_bytes as usize;
         c.fragment_cap = (2 * self.consolidation_threshold as u32).clamp(2, 64);
         c.checkpoint_every_ms = self.checkpoint_every_ms;
+        c.clean_every_ms = self.clean_every_ms;
+        if self.checkpoint_every_ms.is_none() {
+            // No periodic checkpoints at all: not by log volume either.
+            c.checkpoint_every_bytes = None;
+        }
         c.log.flush_every_ms = self.flush_every_ms;
         c.log.segment_size_bytes = self.segment_size_bytes as u64;
         c.log.io_buffer_size_bytes = self.io_buffer_size_bytes;

@@ -5,6 +5,7 @@ use crossbeam_epoch::Guard;
 use pagecache::PageCache;
 use radix::Pid;
 
+use crate::base::Base;
 use crate::consolidate::TreeModel;
 use crate::error::{Error, Result};
 use crate::node::{Delta, Page, RawPid};
@@ -110,13 +111,18 @@ impl Core {
         guard: &'g Guard,
     ) -> Result<Option<View<'g>>> {
         debug_delay(self.knobs.debug_delay);
-        match self.cache.replace(page, view, guard)? {
+        match self.cache.replace(Base::new(page), view, guard)? {
             Ok(v) => Ok(Some(v)),
             Err(_) => {
                 Counters::bump(&self.counters.cas_failures);
                 Ok(None)
             }
         }
+    }
+
+    /// A new page holding `page`.
+    pub(crate) fn allocate(&self, page: Page, guard: &Guard) -> Result<Pid> {
+        Ok(self.cache.allocate(Base::new(page), guard)?)
     }
 
     /// Frees a page nobody can reach any more (an unpublished split half, a merged node).

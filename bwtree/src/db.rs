@@ -91,6 +91,21 @@ impl Db {
         Ok(self.shared.core.cache.flush()?)
     }
 
+    /// Writes a checkpoint now (the background thread does this every
+    /// `checkpoint_every_ms`). Testbed: deterministic tests call it themselves.
+    #[doc(hidden)]
+    pub fn checkpoint(&self) -> Result<()> {
+        Ok(self.shared.core.cache.checkpoint()?)
+    }
+
+    /// Runs one segment-cleaning pass now (the background thread does this every
+    /// `clean_every_ms`) and returns how many pages it rewrote. Testbed: deterministic tests
+    /// call it themselves.
+    #[doc(hidden)]
+    pub fn clean(&self) -> Result<u64> {
+        Ok(self.shared.core.cache.clean()?.pages_relocated)
+    }
+
     /// Bytes the database's files take on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
         dir_size(self.shared.core.cache_path())
@@ -139,9 +154,7 @@ fn ensure_catalog(core: &Core) -> Result<()> {
     if core.read(catalog_pid, &guard)?.is_some() {
         return Ok(());
     }
-    let pid = core
-        .cache
-        .allocate(Page::Catalog(Catalog::default()), &guard)?;
+    let pid = core.allocate(Page::Catalog(Catalog::default()), &guard)?;
     if pid != catalog_pid {
         return Err(Error::Corruption {
             what: format!("the catalog page is missing (a new page got id {pid})"),
@@ -161,7 +174,7 @@ fn catalog_view<'g>(core: &Core, guard: &'g epoch::Guard) -> Result<View<'g>> {
 
 fn read_catalog(core: &Core) -> Result<Catalog> {
     let guard = epoch::pin();
-    match catalog_view(core, &guard)?.consolidate() {
+    match catalog_view(core, &guard)?.consolidate().into_page() {
         Page::Catalog(c) => Ok(c),
         Page::Node(_) => Err(Error::Corruption {
             what: "page 0 is a tree node, not the catalog".into(),
@@ -181,7 +194,7 @@ fn open_named(core: &Arc<Core>, name: Value) -> Result<Tree> {
     let mut fresh_root: Option<Pid> = None;
     for _ in 0..crate::core::MAX_RESTARTS {
         let view = catalog_view(core, &guard)?;
-        let Page::Catalog(cat) = view.consolidate() else {
+        let Page::Catalog(cat) = view.consolidate().into_page() else {
             return Err(Error::Corruption {
                 what: "page 0 is not the catalog".into(),
                 at: core.cache_path().display().to_string(),
@@ -195,7 +208,7 @@ fn open_named(core: &Arc<Core>, name: Value) -> Result<Tree> {
         }
         let root = match fresh_root {
             Some(r) => r,
-            None => core.cache.allocate(Page::Node(Node::default()), &guard)?,
+            None => core.allocate(Page::Node(Node::default()), &guard)?,
         };
         fresh_root = Some(root);
         let add = Delta::AddTree {

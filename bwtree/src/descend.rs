@@ -21,7 +21,8 @@ const MAX_HOPS: u32 = 1 << 16;
 /// Structure changes one descent makes in place before it restarts from the root instead.
 const MAX_MAINTAIN_PER_DESCENT: u32 = 4;
 
-/// The leaf a descent arrived at, with the index nodes it passed (root first).
+/// The leaf a descent arrived at, with the index nodes it passed (root first; only a
+/// [`Mode::Write`] descent records them, a read needs none).
 pub(crate) struct Leaf<'g> {
     pub(crate) pid: Pid,
     pub(crate) view: View<'g>,
@@ -77,6 +78,8 @@ impl Tree {
 
     fn try_descend<'g>(&self, probe: Probe<'_>, mode: Mode, guard: &'g Guard) -> Result<Step<'g>> {
         let mut path: Vec<Pid> = Vec::new();
+        // The index node this descent came from (the last of `path` in a write).
+        let mut parent: Option<Pid> = None;
         let mut pid = self.root;
         // The level the next node must have (None at the root, whose level changes).
         let mut level: Option<u8> = None;
@@ -104,8 +107,15 @@ impl Tree {
                     .right
                     .expect("a node with a high fence has a right sibling");
                 if via_parent {
-                    if let Some(&parent) = path.last() {
-                        self.post_index_entry(parent, pid, &h, guard)?;
+                    if let Some(parent) = parent {
+                        match self.post_index_entry(parent, pid, &h, guard) {
+                            // Posting the index entry of a half-done split only shortens later
+                            // descents; moving right is correct without it. A reader must not
+                            // fail because the database cannot write (a full disk poisoned
+                            // the log): it moves right.
+                            Err(Error::Poisoned(_) | Error::Io { .. }) if mode == Mode::Read => {}
+                            r => r?,
+                        }
                     }
                 }
                 pid = pid_of(right)?;
@@ -131,7 +141,10 @@ impl Tree {
                     path,
                 }));
             }
-            path.push(pid);
+            if mode == Mode::Write {
+                path.push(pid);
+            }
+            parent = Some(pid);
             pid = pid_of(route(&view, probe))?;
             level = Some(h.level - 1);
             via_parent = true;

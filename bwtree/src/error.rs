@@ -105,6 +105,12 @@ impl From<logstore::Error> for Error {
             },
             L::Poisoned { cause } => Error::Poisoned(cause),
             L::Locked { path } => Error::Locked { path },
+            // A node pointer whose record no longer carries its LSN: the bytes there are not
+            // what the tree wrote (a bit flip in the header, or a recycled segment).
+            L::StalePointer(what) => Error::Corruption {
+                what,
+                at: "a log record pointer".into(),
+            },
             L::Config(what) => Error::Unsupported(format!("configuration: {what}")),
             other => Error::Unsupported(other.to_string()),
         }

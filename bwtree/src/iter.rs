@@ -12,6 +12,7 @@ use std::ops::Bound;
 
 use crate::descend::Mode;
 use crate::error::Result;
+use crate::leaf_scan::{after, before, leaf_entries};
 use crate::search::{materialize, Probe};
 use crate::tree::Tree;
 use crate::value::Value;
@@ -31,6 +32,21 @@ pub struct Iter {
     /// Where the backward side resumes once `back` is empty (`None`: the keyspace began).
     back_next: Option<Bound<Value>>,
     failed: bool,
+    /// Entries the next refill copies at most (see [`Iter::next_batch`]).
+    batch: usize,
+}
+
+/// Entries the first refill of each side copies at most.
+const FIRST_BATCH: usize = 16;
+/// The most entries a refill copies (more than a leaf holds with the default node size).
+const MAX_BATCH: usize = 1 << 12;
+
+fn bound_ref(b: &Bound<Value>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k),
+        Bound::Excluded(k) => Bound::Excluded(k),
+        Bound::Unbounded => Bound::Unbounded,
+    }
 }
 
 impl Iter {
@@ -44,6 +60,7 @@ impl Iter {
             fwd: VecDeque::new(),
             back: VecDeque::new(),
             failed: false,
+            batch: FIRST_BATCH,
         }
     }
 
@@ -63,7 +80,8 @@ impl Iter {
         }
     }
 
-    /// Copies the next leaf's entries into `fwd`. Returns false once the range is exhausted.
+    /// Copies entries of the next leaf into `fwd`: at most `self.batch` of them, so a short
+    /// scan copies only what it is likely to use. Returns false once the range is exhausted.
     fn refill_forward(&mut self) -> Result<bool> {
         while self.fwd.is_empty() {
             let Some(from) = self.fwd_next.take() else {
@@ -76,63 +94,114 @@ impl Iter {
             if !self.below_hi(&key) && !matches!(from, Bound::Unbounded) {
                 return Ok(false);
             }
+            let limit = self.next_batch();
             let guard = crossbeam_epoch::pin();
             let leaf = self.tree.descend(Probe::At(&key), Mode::Read, &guard)?;
-            let node = materialize(&leaf.view).expect("a leaf is a tree node");
-            let start = match &from {
-                Bound::Included(k) => node.keys.partition_point(|x| x < k),
-                Bound::Excluded(k) => node.keys.partition_point(|x| x <= k),
-                Bound::Unbounded => 0,
+            let high = leaf.header.high;
+            let from = bound_ref(&from);
+            let cut = match leaf_entries(&leaf.view, from, Bound::Unbounded, high.map(|h| &**h)) {
+                Some(entries) => self.copy_forward(entries, limit),
+                None => {
+                    let node = materialize(&leaf.view).expect("a leaf is a tree node");
+                    let start = node.keys.partition_point(|k| !after(k, from));
+                    let entries = node.keys[start..].iter().zip(&node.vals[start..]);
+                    self.copy_forward(entries, limit)
+                }
             };
-            for (k, v) in node.keys[start..].iter().zip(&node.vals[start..]) {
-                if !self.below_hi(k) {
-                    break;
-                }
-                if self.above_lo(k) {
-                    self.fwd.push_back((k.clone(), v.clone()));
-                }
-            }
-            self.fwd_next = node.high.map(Bound::Included);
+            self.fwd_next = match cut {
+                Some(last) => Some(Bound::Excluded(last)),
+                None => high.cloned().map(Bound::Included),
+            };
         }
         Ok(true)
     }
 
-    /// Copies the previous leaf's entries into `back`. Returns false once exhausted.
+    /// Copies `entries` (ascending, from the cursor on) into `fwd` while they lie below `hi`,
+    /// at most `limit` of them. Returns the last key copied if `limit` cut the leaf short.
+    fn copy_forward<'a>(
+        &mut self,
+        entries: impl Iterator<Item = (&'a Value, &'a Value)>,
+        limit: usize,
+    ) -> Option<Value> {
+        for (k, v) in entries {
+            if !self.below_hi(k) {
+                return None;
+            }
+            if self.fwd.len() == limit {
+                return self.fwd.back().map(|(k, _)| k.clone());
+            }
+            if self.above_lo(k) {
+                self.fwd.push_back((k.clone(), v.clone()));
+            }
+        }
+        None
+    }
+
+    /// Copies entries of the previous leaf into `back` (at most `self.batch`). Returns false
+    /// once exhausted.
     fn refill_backward(&mut self) -> Result<bool> {
         while self.back.is_empty() {
             let Some(until) = self.back_next.take() else {
                 return Ok(false);
             };
-            let guard = crossbeam_epoch::pin();
             let probe = match &until {
                 Bound::Included(k) => Probe::At(k),
                 Bound::Excluded(k) if k.is_empty() => return Ok(false),
                 Bound::Excluded(k) => Probe::Below(Some(k)),
                 Bound::Unbounded => Probe::Below(None),
             };
+            let limit = self.next_batch();
+            let guard = crossbeam_epoch::pin();
             let leaf = self.tree.descend(probe, Mode::Read, &guard)?;
-            let node = materialize(&leaf.view).expect("a leaf is a tree node");
-            let end = match &until {
-                Bound::Included(k) => node.keys.partition_point(|x| x <= k),
-                Bound::Excluded(k) => node.keys.partition_point(|x| x < k),
-                Bound::Unbounded => node.keys.len(),
+            let (low, high) = (leaf.header.low, leaf.header.high.map(|h| &**h));
+            let to = bound_ref(&until);
+            let cut = match leaf_entries(&leaf.view, Bound::Unbounded, to, high) {
+                Some(entries) => self.copy_backward(entries.rev(), limit),
+                None => {
+                    let node = materialize(&leaf.view).expect("a leaf is a tree node");
+                    let end = node.keys.partition_point(|k| before(k, to));
+                    let entries = node.keys[..end].iter().zip(&node.vals[..end]).rev();
+                    self.copy_backward(entries, limit)
+                }
             };
-            for (k, v) in node.keys[..end].iter().zip(&node.vals[..end]).rev() {
-                if !self.above_lo(k) {
-                    break;
-                }
-                if self.below_hi(k) {
-                    self.back.push_back((k.clone(), v.clone()));
-                }
-            }
             let low_done = match &self.lo {
-                Bound::Included(l) | Bound::Excluded(l) => node.low <= *l,
+                Bound::Included(l) | Bound::Excluded(l) => low <= l,
                 Bound::Unbounded => false,
             };
-            self.back_next =
-                (!node.low.is_empty() && !low_done).then(|| Bound::Excluded(node.low.clone()));
+            self.back_next = match cut {
+                Some(last) => Some(Bound::Excluded(last)),
+                None => (!low.is_empty() && !low_done).then(|| Bound::Excluded(low.clone())),
+            };
         }
         Ok(true)
+    }
+
+    /// As [`Iter::copy_forward`], descending, into `back`, while entries lie above `lo`.
+    fn copy_backward<'a>(
+        &mut self,
+        entries: impl Iterator<Item = (&'a Value, &'a Value)>,
+        limit: usize,
+    ) -> Option<Value> {
+        for (k, v) in entries {
+            if !self.above_lo(k) {
+                return None;
+            }
+            if self.back.len() == limit {
+                return self.back.back().map(|(k, _)| k.clone());
+            }
+            if self.below_hi(k) {
+                self.back.push_back((k.clone(), v.clone()));
+            }
+        }
+        None
+    }
+
+    /// How many entries the next refill copies: few at first (most scans are short), then
+    /// doubling up to whole leaves.
+    fn next_batch(&mut self) -> usize {
+        let limit = self.batch;
+        self.batch = self.batch.saturating_mul(2).min(MAX_BATCH);
+        limit
     }
 
     fn fail<T>(&mut self, e: crate::error::Error) -> Option<Result<T>> {
@@ -208,7 +277,46 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_end;
+    use super::{prefix_end, FIRST_BATCH};
+    use crate::Config;
+
+    fn key(i: u32) -> [u8; 4] {
+        i.to_be_bytes()
+    }
+
+    /// Scans that cross the refill limit (a leaf cut short, resumed after its last copied
+    /// key) while writes land between items: keys stay in order, none twice, and every key
+    /// present for the whole scan is returned, from either end.
+    #[test]
+    fn refills_cut_short_resume_after_the_last_key() {
+        let db = Config::new().temporary(true).open().unwrap();
+        let n = 40 * FIRST_BATCH as u32;
+        for i in (0..n).step_by(2) {
+            db.insert(key(i), b"v").unwrap();
+        }
+        for backward in [false, true] {
+            let mut it = db.range(key(10)..key(n - 10));
+            let mut seen = Vec::new();
+            let mut step = 0;
+            loop {
+                let item = if backward { it.next_back() } else { it.next() };
+                let Some(item) = item else { break };
+                let k = u32::from_be_bytes(item.unwrap().0[..].try_into().unwrap());
+                seen.push(k);
+                // Odd keys come and go; even ones stay for the whole scan.
+                step += 1;
+                db.insert(key((step * 7 % n) | 1), b"w").unwrap();
+                db.remove(key((step * 13 % n) | 1)).unwrap();
+            }
+            if backward {
+                seen.reverse();
+            }
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order, none twice");
+            let evens: Vec<u32> = seen.iter().copied().filter(|k| k % 2 == 0).collect();
+            let want: Vec<u32> = (10..n - 10).step_by(2).collect();
+            assert_eq!(evens, want, "every key present throughout is returned");
+        }
+    }
 
     #[test]
     fn prefix_end_increments_the_last_non_max_byte() {

@@ -37,6 +37,7 @@
 //! configured flush interval. After a crash, the database holds a prefix of the completed
 //! writes: everything flushed, perhaps some more, batches all or nothing.
 
+mod base;
 mod batch;
 mod config;
 mod consolidate;
@@ -44,7 +45,11 @@ mod core;
 mod db;
 mod descend;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod iter;
+mod leaf_scan;
 mod node;
 mod range;
 mod search;

@@ -8,7 +8,15 @@
 
 use bincode::{Decode, Encode};
 
+use crate::base::BatchOps;
 use crate::value::Value;
+
+// The page cache's decoder bounds what a payload may claim at 128 in-memory bytes per encoded
+// byte (`CLAIM_PER_BYTE` in pagecache's codec), which holds while every container element of
+// a page is at most 64 bytes in memory (each encodes to at least one byte).
+const _: () = assert!(std::mem::size_of::<(Value, Option<Value>)>() <= 64);
+const _: () = assert!(std::mem::size_of::<(Value, RawPid)>() <= 64);
+const _: () = assert!(std::mem::size_of::<Value>() <= 64);
 
 /// A raw page id as stored in pages (`radix::Pid::get`).
 pub(crate) type RawPid = u64;
@@ -55,7 +63,7 @@ pub(crate) enum Delta {
     /// Leaf: `key` is absent.
     Del { key: Value, pos: u32 },
     /// Leaf: several keys of one atomic batch (`None`: removed).
-    Batch { ops: Vec<(Value, Option<Value>)> },
+    Batch { ops: BatchOps },
     /// The node now ends at `sep`; keys from `sep` on live in `right`.
     Split { sep: Value, right: RawPid },
     /// The node absorbed its right sibling `node` (which started at `sep`).

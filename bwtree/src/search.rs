@@ -8,6 +8,7 @@
 
 use pagecache::{Fragment, PageView};
 
+use crate::base::Base;
 use crate::consolidate::TreeModel;
 use crate::node::{Delta, MergeIntent, Node, Page, RawPid};
 use crate::value::Value;
@@ -74,8 +75,8 @@ pub(crate) struct Header<'g> {
     pub(crate) right: Option<RawPid>,
     pub(crate) removed: Option<RawPid>,
     pub(crate) intent: Option<&'g MergeIntent>,
-    /// An upper bound on the records (leaf) or separators (index) the node holds.
-    pub(crate) max_len: usize,
+    /// What [`Header::max_len`] counts from (computed only when asked: readers never do).
+    entries: EntryBound<'g>,
     /// Fragments in the chain (deltas + 1).
     pub(crate) chain_len: usize,
     /// Key and value bytes in the chain (an upper bound on the consolidated node's).
@@ -84,81 +85,129 @@ pub(crate) struct Header<'g> {
 
 /// The node under `view`'s chain, or `None` if the page is not a tree node.
 pub(crate) fn base_node<'g>(view: &View<'g>) -> Option<&'g Node> {
-    match view.base() {
-        Page::Node(n) => Some(n),
-        Page::Catalog(_) => None,
+    view.base().node()
+}
+
+/// What the deltas of a chain say about its node's header, gathered newest first.
+#[derive(Default)]
+struct DeltaSummary<'g> {
+    added: usize,
+    removed_records: usize,
+    payload_bytes: usize,
+    /// The newest `Split` or `Merge`: the node's high fence and right sibling.
+    fence: Option<(Option<&'g Value>, Option<RawPid>)>,
+    /// Whether a `Merge` is among the deltas (then the base's entries all count).
+    merged: bool,
+    removed: Option<RawPid>,
+    /// The newest `Intent` (`Some(None)`: a `TermDelete` came first, the intent is done).
+    intent: Option<Option<&'g MergeIntent>>,
+}
+
+impl<'g> DeltaSummary<'g> {
+    fn add(&mut self, d: &'g Delta) {
+        match d {
+            Delta::Put { key, val, .. } => {
+                self.added += 1;
+                self.payload_bytes += key.len() + val.len();
+            }
+            // Removals are only written for present keys, so each takes one away.
+            Delta::Del { .. } => self.removed_records += 1,
+            Delta::Batch { ops } => {
+                self.added += ops.len();
+                self.payload_bytes += ops.payload_bytes();
+            }
+            Delta::Split { sep, right } => {
+                self.fence.get_or_insert((Some(sep), Some(*right)));
+            }
+            Delta::Merge { node, .. } => {
+                self.added += node.len();
+                self.payload_bytes += node.payload_bytes();
+                self.fence.get_or_insert((node.high.as_ref(), node.right));
+                self.merged = true;
+            }
+            Delta::Remove { parent } => self.removed = Some(*parent),
+            Delta::IndexEntry { sep, .. } => {
+                self.added += 1;
+                self.payload_bytes += sep.len() + 8;
+            }
+            Delta::Intent(i) => {
+                self.intent.get_or_insert(Some(i));
+            }
+            Delta::TermDelete { .. } => {
+                self.intent.get_or_insert(None);
+                self.removed_records += 1;
+            }
+            Delta::AddTree { .. } => {}
+        }
     }
 }
 
-/// Reads a node's header. `None` if the page is not a tree node (a stale pid now reused by
-/// the catalog cannot happen, but a reader must not trust it).
-pub(crate) fn header<'g>(view: &View<'g>) -> Option<Header<'g>> {
-    let base = base_node(view)?;
-    let mut h = Header {
-        level: base.level,
-        low: &base.low,
-        high: None,
-        right: None,
-        removed: base.removed,
-        intent: None,
-        max_len: base.len(),
-        chain_len: view.len(),
-        payload_bytes: base.payload_bytes(),
-    };
-    let (mut fenced, mut intent_known) = (false, false);
-    for d in view.deltas() {
-        match d {
-            Delta::Put { key, val, .. } => {
-                h.max_len += 1;
-                h.payload_bytes += key.len() + val.len();
-            }
-            // Removals are only written for present keys, so each takes one away.
-            Delta::Del { .. } => h.max_len = h.max_len.saturating_sub(1),
-            Delta::Batch { ops } => {
-                h.max_len += ops.len();
-                h.payload_bytes += ops
-                    .iter()
-                    .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
-                    .sum::<usize>();
-            }
-            Delta::Split { sep, right } if !fenced => {
-                fenced = true;
-                h.high = Some(sep);
-                h.right = Some(*right);
-            }
-            Delta::Merge { node, .. } => {
-                h.max_len += node.len();
-                h.payload_bytes += node.payload_bytes();
-                if !fenced {
-                    fenced = true;
-                    h.high = node.high.as_ref();
-                    h.right = node.right;
-                }
-            }
-            Delta::Remove { parent } => h.removed = Some(*parent),
-            Delta::IndexEntry { sep, .. } => {
-                h.max_len += 1;
-                h.payload_bytes += sep.len() + 8;
-            }
-            Delta::Intent(i) if !intent_known => {
-                intent_known = true;
-                h.intent = Some(i);
-            }
-            Delta::TermDelete { .. } => {
-                intent_known = true;
-                h.max_len = h.max_len.saturating_sub(1);
-            }
-            _ => {}
+/// The inputs of a node's entry bound.
+#[derive(Debug)]
+struct EntryBound<'g> {
+    base: &'g Node,
+    /// The newest split's separator, if a split (and no merge) is among the deltas.
+    cut: Option<&'g Value>,
+    added: usize,
+    removed: usize,
+}
+
+impl Header<'_> {
+    /// An upper bound on the records (leaf) or separators (index) the node holds. Once a
+    /// split cut the node, only the base's entries below its separator count (found by binary
+    /// search), so a node does not look oversized, and get consolidated to check, on every
+    /// visit until its next consolidation. Removals are not subtracted then: one written
+    /// before the split may be of a key that moved right, which the cut base no longer counts.
+    pub(crate) fn max_len(&self) -> usize {
+        let e = &self.entries;
+        match e.cut {
+            Some(sep) => e.base.keys.partition_point(|k| k < sep) + e.added,
+            None => (e.base.len() + e.added).saturating_sub(e.removed),
         }
     }
-    if !fenced {
-        h.high = base.high.as_ref();
-        h.right = base.right;
+}
+
+/// Reads a node's header in one walk down its chain (the base's payload is precomputed,
+/// see [`Base`]). `None` if the page is not a tree node (a stale pid now
+/// reused by the catalog cannot happen, but a reader must not trust it).
+pub(crate) fn header<'g>(view: &View<'g>) -> Option<Header<'g>> {
+    let mut deltas = DeltaSummary::default();
+    for f in view.iter() {
+        match f {
+            Fragment::Delta(d) => deltas.add(d),
+            Fragment::Base(b) => return Some(header_over(b.node()?, b, deltas, view.len())),
+        }
     }
-    if !intent_known {
-        h.intent = base.intent.as_ref();
+    unreachable!("a chain ends with its base")
+}
+
+/// The header of `n` (the node of `base`) under the deltas summarized in `deltas`.
+fn header_over<'g>(
+    n: &'g Node,
+    base: &'g Base,
+    deltas: DeltaSummary<'g>,
+    chain_len: usize,
+) -> Header<'g> {
+    let (high, right) = deltas.fence.unwrap_or((n.high.as_ref(), n.right));
+    Header {
+        level: n.level,
+        low: &n.low,
+        high,
+        right,
+        removed: deltas.removed.or(n.removed),
+        intent: deltas.intent.unwrap_or(n.intent.as_ref()),
+        entries: EntryBound {
+            base: n,
+            cut: match deltas.fence {
+                Some((Some(sep), _)) if !deltas.merged => Some(sep),
+                _ => None,
+            },
+            added: deltas.added,
+            removed: deltas.removed_records,
+        },
+        chain_len,
+        payload_bytes: base.payload_bytes() + deltas.payload_bytes,
     }
-    Some(h)
 }
 
 /// The value of `key` in a leaf whose range covers it.
@@ -176,8 +225,7 @@ pub(crate) fn leaf_get<'g>(view: &View<'g>, key: &[u8]) -> Option<&'g Value> {
                 return node_get(node, key);
             }
             Fragment::Delta(_) => {}
-            Fragment::Base(Page::Node(n)) => return node_get(n, key),
-            Fragment::Base(Page::Catalog(_)) => return None,
+            Fragment::Base(b) => return b.node().and_then(|n| node_get(n, key)),
         }
     }
     unreachable!("a chain ends with its base")
@@ -209,8 +257,10 @@ pub(crate) fn route(view: &View<'_>, probe: Probe<'_>) -> RawPid {
                 return probe.child_of(node)
             }
             Fragment::Delta(_) => {}
-            Fragment::Base(Page::Node(n)) => return probe.child_of(n),
-            Fragment::Base(Page::Catalog(_)) => break,
+            Fragment::Base(b) => match b.node() {
+                Some(n) => return probe.child_of(n),
+                None => break,
+            },
         }
     }
     unreachable!("routing through a page that is not an index node")
@@ -218,7 +268,7 @@ pub(crate) fn route(view: &View<'_>, probe: Probe<'_>) -> RawPid {
 
 /// The consolidated node under `view`.
 pub(crate) fn materialize(view: &View<'_>) -> Option<Node> {
-    match view.consolidate() {
+    match view.consolidate().into_page() {
         Page::Node(n) => Some(n),
         Page::Catalog(_) => None,
     }

@@ -56,6 +56,9 @@ mod config;
 mod debug_delay;
 mod error;
 pub mod format;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod io;
 mod locate;
 mod lock;

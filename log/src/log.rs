@@ -220,8 +220,25 @@ impl Log {
     /// filled seals that buffer early (like [`Log::make_stable`]) and waits for its other
     /// holders to finish, which they do without blocking. Do not call this while holding a
     /// reservation: if it sits in the buffer the record is in, the wait never ends.
+    ///
+    /// Reads go on after an I/O failure poisoned the log (a full disk must not make the data
+    /// unreadable): every read checks the record's LSN, salt and CRC, so a record that a failed
+    /// write or sync lost is an error, never wrong data, and that error is reported as the
+    /// poison (its cause is what went wrong). After a panic poisoned the log (a broken
+    /// invariant) reads are refused.
     pub fn read(&self, ptr: DiskPtr) -> Result<Vec<u8>> {
-        self.shared.check_poison()?;
+        if self.shared.reads_refused() {
+            return Err(self.shared.poison_error());
+        }
+        let read = self.read_checked(ptr);
+        if read.is_err() {
+            self.shared.check_poison()?;
+        }
+        read
+    }
+
+    /// [`Log::read`] without the poison policy.
+    fn read_checked(&self, ptr: DiskPtr) -> Result<Vec<u8>> {
         let sh = &self.shared;
         let end = self.check_ptr(&ptr)?;
         let len = ptr.len as usize;

@@ -60,6 +60,9 @@ pub(crate) struct Stable {
     pub commit: crate::writer::GroupCommit,
     /// The first write/sync failure.
     pub poison: Option<String>,
+    /// The poison came from a panicking log thread (a broken invariant), not an I/O failure:
+    /// then reads are refused too.
+    pub poison_is_panic: bool,
     /// The I/O writer should exit once its queue is empty.
     pub shutdown: bool,
     /// The flusher should exit.
@@ -162,6 +165,13 @@ impl Shared {
         Err(Error::Poisoned {
             cause: st.poison.clone().unwrap_or_default(),
         })
+    }
+
+    /// Whether reads must be refused: only after a panic poisoned the log. After an I/O
+    /// failure records are still read (see [`crate::Log::read`]).
+    pub(crate) fn reads_refused(&self) -> bool {
+        // Acquire: pairs with the Release in `poison` / `poison_after_panic`.
+        self.poisoned.load(Ordering::Acquire) && lock(&self.stable).poison_is_panic
     }
 
     pub(crate) fn poison_error(&self) -> Error {

@@ -66,6 +66,7 @@ fn poison_after_panic(sh: &Shared, role: &str) {
             "the log's {role} panicked (a bug in the log or its storage); reopen the log"
         ));
     }
+    st.poison_is_panic = true;
     // Release: pairs with the Acquire loads of the fast-path flag (as in `Shared::poison`).
     sh.poisoned.store(true, Ordering::Release);
     drop(st);

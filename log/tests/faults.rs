@@ -1,7 +1,7 @@
 //! Fault injection through the simulator: EIO, ENOSPC, short and torn writes, failed syncs and
 //! bit flips on reads, at random sites with a seeded schedule. Properties: no panic; every
-//! error is typed; after a failed write or sync every later operation reports `Poisoned`;
-//! reads never return wrong bytes; after a crash and a fault-free reopen, the records are a
+//! error is typed; after a failed write or sync every later append and flush reports
+//! `Poisoned` (reads go on, see `Log::read`); reads never return wrong bytes; after a crash and a fault-free reopen, the records are a
 //! prefix of the completed ones containing every record acknowledged by a successful flush.
 //!
 //! `FAULT_SEED=<n>` reproduces; `FAULT_RUNS=<n>` scales (default 150 runs).
@@ -54,8 +54,9 @@ fn one_run(seed: u64, plan: FaultPlan, cfg: &Config, tally: &mut Tally) {
             },
         };
         match r {
+            // Reads go on after an I/O poison (their bytes are checked above).
             Ok(()) => assert!(
-                !poisoned,
+                !poisoned || choice >= 8,
                 "op {choice} succeeded after poison (seed {seed}, op {i})"
             ),
             Err(e) => {

@@ -274,13 +274,15 @@ fn flusher_panic_poisons_the_log() {
 fn committer_panic_mid_sync_poisons_the_log() {
     let trap = Arc::new(Trap::default());
     let log = open_trapped(&trap, no_flusher());
-    let (lsn, _) = log.append(&body(0, 100)).unwrap();
+    let (lsn, ptr) = log.append(&body(0, 100)).unwrap();
     trap.on_sync.store(true, Ordering::SeqCst);
     let r = catch_unwind(AssertUnwindSafe(|| log.make_stable(lsn)));
     assert!(r.is_err(), "the leading committer sees its own panic");
     assert_eq!(trap.threads.lock().unwrap().len(), 1);
     let r = within_deadline("make_stable after the panic", || log.make_stable(lsn));
     assert_poisoned_by_panic(r, "make_stable");
+    // Reads go on after an I/O failure, not after a panic (a broken invariant).
+    assert_poisoned_by_panic(log.read(ptr).map(drop), "read");
     // The background threads did not panic: dropping the log is quiet.
     drop(log);
 }

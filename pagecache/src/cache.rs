@@ -205,6 +205,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The longest tick of the background thread when checkpoints follow log volume.
+const VOLUME_CHECK_MS: u64 = 200;
+
 fn spawn_background<M: PageModel>(inner: &Arc<Inner<M>>) -> Result<Option<Background>> {
     let intervals: Vec<u64> = [inner.cfg.checkpoint_every_ms, inner.cfg.clean_every_ms]
         .into_iter()
@@ -212,6 +215,11 @@ fn spawn_background<M: PageModel>(inner: &Arc<Inner<M>>) -> Result<Option<Backgr
         .collect();
     let Some(&tick) = intervals.iter().min() else {
         return Ok(None);
+    };
+    // The log-volume trigger is checked per tick: often enough to follow a bulk load.
+    let tick = match inner.cfg.checkpoint_every_bytes {
+        Some(_) => tick.min(VOLUME_CHECK_MS),
+        None => tick,
     };
     let stop = Arc::new((Mutex::new(false), Condvar::new()));
     let (inner2, stop2) = (inner.clone(), stop.clone());
@@ -229,6 +237,11 @@ fn background_loop<M: PageModel>(inner: &Inner<M>, stop: &(Mutex<bool>, Condvar)
         every(inner.cfg.clean_every_ms),
     );
     let (mut last_ckpt, mut last_clean) = (Instant::now(), Instant::now());
+    let mut last_ckpt_lsn = inner.log.durable_lsn().0;
+    let grown = |since: u64| {
+        let bytes = inner.log.durable_lsn().0.saturating_sub(since);
+        inner.cfg.checkpoint_every_bytes.is_some_and(|b| bytes >= b)
+    };
     let mut stopped = lock(&stop.0);
     loop {
         // Checked before waiting too: a stop requested before this thread first took the
@@ -253,8 +266,9 @@ fn background_loop<M: PageModel>(inner: &Inner<M>, stop: &(Mutex<bool>, Condvar)
                 *lock(&inner.background_error) = Some(format!("cleaning: {e}"));
             }
         }
-        if due(last_ckpt, ckpt_every) {
+        if due(last_ckpt, ckpt_every) || grown(last_ckpt_lsn) {
             last_ckpt = Instant::now();
+            last_ckpt_lsn = inner.log.durable_lsn().0;
             if let Err(e) = inner.checkpoint() {
                 *lock(&inner.background_error) = Some(format!("checkpoint: {e}"));
             }

@@ -6,14 +6,26 @@ use bincode::enc::write::SizeWriter;
 use bincode::{Decode, Encode};
 
 /// Little-endian, fixed-width integers (decoding cost matters more than a few bytes), and no
-/// container may claim more than the log's largest record: a corrupt length prefix can never
-/// size an allocation beyond it.
+/// container may claim more than the log's largest record. Encoding only: decoding uses the
+/// tighter, input-sized limits of [`decode_exact`].
 type Codec = Configuration<LittleEndian, Fixint, Limit<{ logstore::MAX_RECORD_BYTES as usize }>>;
 
 const CODEC: Codec = bincode::config::standard()
     .with_little_endian()
     .with_fixed_int_encoding()
     .with_limit::<{ logstore::MAX_RECORD_BYTES as usize }>();
+
+/// In-memory bytes a decode may claim per encoded byte. bincode claims `len * size_of::<T>()`
+/// before it allocates a container of `len` elements (and a payload's own bytes before it
+/// copies them); every element of the page types encodes to at least one byte and is at most
+/// 64 bytes in memory (the tree's largest element, a batch entry, is exactly that), so a valid
+/// payload claims at most 65 times its length. Twice that leaves room.
+const CLAIM_PER_BYTE: usize = 128;
+
+/// Input sizes the decode limit is rounded up to (it is a const generic): small inputs get a
+/// small limit, so a corrupt length prefix in a few bytes can allocate at most
+/// `CLAIM_PER_BYTE` times the bucket, never the 1 GiB the encoder allows.
+const DECODE_BUCKETS: [usize; 4] = [4 << 10, 64 << 10, 1 << 20, crate::MAX_RECORD_LEN as usize];
 
 /// Bytes `value` encodes to.
 pub(crate) fn encoded_len<T: Encode>(value: &T) -> usize {
@@ -32,9 +44,20 @@ pub(crate) fn encode_into<T: Encode>(value: &T, out: &mut [u8]) {
     );
 }
 
-/// Decodes a value that must occupy all of `bytes`.
+/// Decodes a value that must occupy all of `bytes`. The claim limit scales with `bytes.len()`
+/// (see [`CLAIM_PER_BYTE`]): a corrupt length prefix is an error before it sizes an allocation
+/// beyond a small multiple of the input.
 pub(crate) fn decode_exact<T: Decode<()>>(bytes: &[u8]) -> Result<T, String> {
-    let (value, n) = bincode::decode_from_slice(bytes, CODEC).map_err(|e| e.to_string())?;
+    const B: [usize; 4] = DECODE_BUCKETS;
+    const K: usize = CLAIM_PER_BYTE;
+    let (value, n) = match bytes.len() {
+        len if len <= B[0] => decode_limited::<T, { B[0] * K }>(bytes),
+        len if len <= B[1] => decode_limited::<T, { B[1] * K }>(bytes),
+        len if len <= B[2] => decode_limited::<T, { B[2] * K }>(bytes),
+        len if len <= B[3] => decode_limited::<T, { B[3] * K }>(bytes),
+        _ => bincode::decode_from_slice(bytes, CODEC),
+    }
+    .map_err(|e| e.to_string())?;
     if n != bytes.len() {
         return Err(format!(
             "{} trailing bytes after the payload",
@@ -42,6 +65,16 @@ pub(crate) fn decode_exact<T: Decode<()>>(bytes: &[u8]) -> Result<T, String> {
         ));
     }
     Ok(value)
+}
+
+fn decode_limited<T: Decode<()>, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    let config = bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<LIMIT>();
+    bincode::decode_from_slice(bytes, config)
 }
 
 #[cfg(test)]
@@ -63,5 +96,47 @@ mod tests {
         let mut bytes = u64::MAX.to_le_bytes().to_vec();
         bytes.extend_from_slice(&[1, 2, 3]);
         assert!(decode_exact::<Vec<u64>>(&bytes).is_err());
+    }
+
+    /// Found by the `page_record` fuzz target: a 58-byte delta whose key length prefix said
+    /// 1 GiB made the decoder allocate 1 GiB before it noticed the input was short (the limit
+    /// was the log's largest record, whatever the input's size). Now the claim fails first.
+    #[test]
+    fn a_length_prefix_beyond_the_input_is_refused_before_allocating() {
+        for claimed in [1u64 << 20, 1 << 29, (1 << 30) - 8] {
+            let mut bytes = claimed.to_le_bytes().to_vec();
+            bytes.extend_from_slice(b"key-0127");
+            let err = decode_exact::<Vec<u8>>(&bytes).unwrap_err();
+            assert!(err.contains("LimitExceeded"), "{claimed}: {err}");
+            let err = decode_exact::<Vec<(u64, Vec<u8>)>>(&bytes).unwrap_err();
+            assert!(err.contains("LimitExceeded"), "{claimed}: {err}");
+        }
+    }
+
+    /// The densest valid payloads still decode at every bucket edge: empty byte strings
+    /// (8 encoded bytes each in this test's `Vec<Vec<u8>>`, 24 in memory) and pairs
+    /// with an empty option (17 encoded, 48 in memory).
+    #[test]
+    fn dense_payloads_decode_at_every_bucket_edge() {
+        for bucket in DECODE_BUCKETS {
+            let strings: Vec<Vec<u8>> = vec![Vec::new(); (bucket - 8) / 8];
+            let mut out = vec![0u8; encoded_len(&strings)];
+            encode_into(&strings, &mut out);
+            assert!(out.len() <= bucket);
+            assert_eq!(
+                decode_exact::<Vec<Vec<u8>>>(&out).unwrap().len(),
+                strings.len()
+            );
+            let pairs: Vec<(Vec<u8>, Option<Vec<u8>>)> = vec![(Vec::new(), None); (bucket - 8) / 9];
+            let mut out = vec![0u8; encoded_len(&pairs)];
+            encode_into(&pairs, &mut out);
+            assert!(out.len() <= bucket);
+            assert_eq!(
+                decode_exact::<Vec<(Vec<u8>, Option<Vec<u8>>)>>(&out)
+                    .unwrap()
+                    .len(),
+                pairs.len()
+            );
+        }
     }
 }

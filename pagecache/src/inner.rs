@@ -156,7 +156,13 @@ impl<M: PageModel> Inner<M> {
         };
         add(&self.counters.page_ins, 1);
         add(&self.counters.resident_bytes, view.head.chain_bytes as u64);
-        self.maybe_evict(pid, guard)?;
+        match self.maybe_evict(pid, guard) {
+            // Evicting may consolidate a page, which writes. If the log cannot write (a full
+            // disk poisoned it) the read has still succeeded: the cache stays over budget
+            // until the database is reopened, and every write reports the poison.
+            Err(Error::Log(logstore::Error::Io { .. } | logstore::Error::Poisoned { .. })) => {}
+            r => r?,
+        }
         Ok(Some(view))
     }
 

@@ -43,6 +43,9 @@ mod config;
 mod error;
 mod evict;
 mod fragment;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod group;
 mod inner;
 mod location;

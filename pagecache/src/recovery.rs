@@ -66,6 +66,7 @@ pub(crate) fn recover<M: PageModel>(cfg: &Config, storage: &Arc<dyn Storage>) ->
     let mut live = Vec::new();
     // Group records named by the pages: one shared state each, counted once in `live`.
     let mut groups = HashMap::new();
+    let mut read_back = ReadBack::<M>(Vec::new());
     for (&raw, locs) in &pages {
         let pid = Pid::new(raw).expect("replayed and checkpointed pids are validated");
         let word = if let [loc] = locs.as_slice() {
@@ -77,13 +78,17 @@ pub(crate) fn recover<M: PageModel>(cfg: &Config, storage: &Arc<dyn Storage>) ->
         } else {
             let head = materialize::<M>(cfg, &log, pid, locs, &mut live, &mut groups)?;
             add(&counters.resident_bytes, head.chain_bytes as u64);
-            SlotWord::in_memory(Box::into_raw(head))
+            let head = Box::into_raw(head);
+            read_back.0.push(head);
+            SlotWord::in_memory(head)
         };
         table
             .slot(pid)
             .try_replace(SlotWord::FREE, word)
             .expect("each page is installed once");
     }
+    // Recovery can no longer fail: the table owns the chains from here on.
+    read_back.0.clear();
     log.reset_live(live);
     let free = (0..next_fresh)
         .filter(|raw| !pages.contains_key(raw))
@@ -96,6 +101,21 @@ pub(crate) fn recover<M: PageModel>(cfg: &Config, storage: &Arc<dyn Storage>) ->
         counters,
         corrupt_checkpoints: corrupt,
     })
+}
+
+/// The chains recovery has read back and installed in its new table, freed if recovery fails
+/// before the table is handed to the cache (the table never frees what its slots point to).
+struct ReadBack<M: PageModel>(Vec<*mut Node<M>>);
+
+impl<M: PageModel> Drop for ReadBack<M> {
+    fn drop(&mut self) {
+        for &head in &self.0 {
+            // SAFETY: `head` came from `Box::into_raw` in `recover` and was only stored in the
+            // table being abandoned with this error, which no other thread has seen and which
+            // never dereferences its slots; each pointer is listed once.
+            drop(unsafe { Box::from_raw(head) });
+        }
+    }
 }
 
 /// Applies fragment records (LSN order) to the page table.

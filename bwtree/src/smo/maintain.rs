@@ -24,8 +24,8 @@ impl Tree {
         guard: &'g Guard,
     ) -> Result<bool> {
         let k = &self.core.knobs;
-        let may_be_large = h.max_len > k.node_max_entries || h.payload_bytes > k.node_max_bytes;
-        let root_may_shrink = pid == self.root && h.level > 0 && h.max_len <= 1;
+        let may_be_large = h.max_len() > k.node_max_entries || h.payload_bytes > k.node_max_bytes;
+        let root_may_shrink = pid == self.root && h.level > 0 && h.max_len() <= 1;
         if h.chain_len < k.consolidation_threshold
             && !may_be_large
             && !root_may_shrink
@@ -66,7 +66,7 @@ impl Tree {
             let Some(h) = crate::search::header(&view) else {
                 return Ok(());
             };
-            if h.max_len >= self.core.knobs.merge_below_entries || h.removed.is_some() {
+            if h.max_len() >= self.core.knobs.merge_below_entries || h.removed.is_some() {
                 return Ok(());
             }
             let exact = materialize(&view).map_or(usize::MAX, |n| n.len());

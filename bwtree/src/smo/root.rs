@@ -23,15 +23,15 @@ impl Tree {
     ) -> Result<()> {
         assert!(node.intent.is_none(), "merges finish before the root grows");
         let right = node.upper_from(&sep);
-        let right_pid = self.core.cache.allocate(Page::Node(right), guard)?;
+        let right_pid = self.core.allocate(Page::Node(right), guard)?;
         let left = node.lower_until(&sep, right_pid.get());
         let level = left.level + 1;
         let low = left.low.clone();
-        let left_pid = match self.core.cache.allocate(Page::Node(left), guard) {
+        let left_pid = match self.core.allocate(Page::Node(left), guard) {
             Ok(p) => p,
             Err(e) => {
                 self.core.free_unreachable(right_pid.get(), guard)?;
-                return Err(e.into());
+                return Err(e);
             }
         };
         let root = Node {

@@ -40,7 +40,7 @@ impl Tree {
             return self.grow_root(view, node, sep, guard);
         }
         let right = node.upper_from(&sep);
-        let right_pid = self.core.cache.allocate(Page::Node(right), guard)?;
+        let right_pid = self.core.allocate(Page::Node(right), guard)?;
         let split = Delta::Split {
             sep,
             right: right_pid.get(),

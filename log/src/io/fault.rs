@@ -20,6 +20,8 @@
 //!   `SyncAll` where the unsynced writes of the file are resolved like a crash (each kept,
 //!   dropped or torn) and the volatile image reverts to that result.
 //! - `Enospc`: `Create`, `CreateDir`, `Rename`, `Write`, `SetLen`: fails with `ENOSPC`, no effect.
+//!   At `SyncData`/`SyncAll`/`SyncDir` (fsync(2) may report `ENOSPC`, e.g. on thin-provisioned
+//!   or network storage) it has the same effect as `Eio` there, with the `ENOSPC` code.
 //! - `ShortWrite`: `Write` only: writes a random non-empty strict prefix and returns its length
 //!   (a 1-byte write is written whole).
 //! - `TornWrite`: `Write` only: writes a random strict prefix (maybe empty), then fails `EIO`.
@@ -105,7 +107,14 @@ impl Fault {
             Fault::Eio => true,
             Fault::Enospc => matches!(
                 site,
-                Site::Create | Site::CreateDir | Site::Rename | Site::Write | Site::SetLen
+                Site::Create
+                    | Site::CreateDir
+                    | Site::Rename
+                    | Site::Write
+                    | Site::SetLen
+                    | Site::SyncData
+                    | Site::SyncAll
+                    | Site::SyncDir
             ),
             Fault::ShortWrite | Fault::TornWrite => site == Site::Write,
             Fault::BitFlip => site == Site::Read,

@@ -47,6 +47,12 @@ use radix::Pid;
 use crate::error::{Error, Result};
 use crate::location::Location;
 
+/// Decodes a whole checkpoint file (the fuzz targets' entry point).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_bytes(b: &[u8]) -> std::result::Result<Checkpoint, String> {
+    decode::decode(b)
+}
+
 /// Format version of checkpoint files (see the module docs for the history).
 pub(crate) const FORMAT_VERSION: u32 = 1;
 pub(crate) const MAGIC: [u8; 4] = *b"BWCK";

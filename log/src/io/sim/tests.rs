@@ -252,6 +252,9 @@ fn every_site_fails_when_scheduled() {
         Site::Rename,
         Site::Write,
         Site::SetLen,
+        Site::SyncData,
+        Site::SyncAll,
+        Site::SyncDir,
     ] {
         let err = call_with_fault(site, Fault::Enospc).1.unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{site:?}");
