@@ -32,6 +32,12 @@ pub enum Error {
     /// An earlier write or sync failed, so the database refuses further writes: data it had
     /// accepted may not be on disk. Reopen it to recover the durable state.
     Poisoned(String),
+    /// The database is already open, by this process or another (only one open handle per
+    /// directory: its `LOCK` file is held while the database is open).
+    Locked {
+        /// The database directory.
+        path: PathBuf,
+    },
     /// An operation kept losing races past its retry bound (reported instead of spinning
     /// forever). Retrying the call is safe.
     Contention(&'static str),
@@ -66,9 +72,12 @@ impl From<pagecache::Error> for Error {
         use pagecache::Error as P;
         match e {
             P::Log(l) => Error::from(l),
-            P::Corruption { what, path } => Error::Corruption {
+            P::Corruption { what, path, offset } => Error::Corruption {
                 what,
-                at: path.display().to_string(),
+                at: match offset {
+                    Some(offset) => format!("{} at byte {offset}", path.display()),
+                    None => path.display().to_string(),
+                },
             },
             P::Config(what) => Error::Unsupported(format!("configuration: {what}")),
             P::Io { op, path, source } => Error::Io {
@@ -95,6 +104,7 @@ impl From<logstore::Error> for Error {
                 at: format!("{} at byte {offset}", path.display()),
             },
             L::Poisoned { cause } => Error::Poisoned(cause),
+            L::Locked { path } => Error::Locked { path },
             // A node pointer whose record no longer carries its LSN: the bytes there are not
             // what the tree wrote (a bit flip in the header, or a recycled segment).
             L::StalePointer(what) => Error::Corruption {
@@ -125,6 +135,12 @@ impl fmt::Display for Error {
                 f,
                 "the database stopped accepting writes after an I/O failure ({cause}); reopen \
                  it to recover the durable state"
+            ),
+            Error::Locked { path } => write!(
+                f,
+                "{} is already open in this or another process; drop the other handle (or \
+                 stop the other process) and retry, or use another directory",
+                path.display()
             ),
             Error::Contention(what) => write!(
                 f,

@@ -24,6 +24,14 @@
 //! from a concurrent split by moving right. Readers never block and never hold an epoch
 //! between two items of an iteration.
 //!
+//! ## One open handle per directory
+//! An open [`Db`] holds an exclusive lock on its directory (`flock` on `<dir>/LOCK`, taken by
+//! the log underneath before it reads anything) until its last handle is dropped. A second
+//! [`open`] of the same directory, from this process or another, fails with
+//! [`Error::Locked`] instead of two stores overwriting each other's files; clone the [`Db`] to
+//! share it. The operating system releases the lock when the holding process dies. Files are
+//! created readable by their owner only (`0o600`, directories `0o700`).
+//!
 //! ## Durability
 //! A write is durable once a [`Db::flush`] that started after it returns, or after the
 //! configured flush interval. After a crash, the database holds a prefix of the completed

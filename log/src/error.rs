@@ -44,6 +44,11 @@ pub enum Error {
     /// A [`DiskPtr`](crate::DiskPtr) no longer names a record of this log (its segment was
     /// reused, or it never came from this log).
     StalePointer(String),
+    /// Another open store holds the directory's lock (in this process or another).
+    Locked {
+        /// The locked directory.
+        path: PathBuf,
+    },
 }
 
 /// Results of this crate.
@@ -95,6 +100,12 @@ impl fmt::Display for Error {
             }
             Error::Config(msg) => write!(f, "invalid log configuration: {msg}"),
             Error::StalePointer(msg) => write!(f, "stale disk pointer: {msg}"),
+            Error::Locked { path } => write!(
+                f,
+                "{} is already open (its LOCK is held by this or another process); close \
+                 the other handle first, or open a different directory",
+                path.display()
+            ),
         }
     }
 }

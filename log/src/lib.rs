@@ -30,7 +30,10 @@
 //!    freed once that is durable, its LSN range is below the reuse horizon
 //!    ([`Log::set_reuse_horizon`]: the LSN later opens recover from) and an epoch has passed.
 //!    After a restart [`Log::reset_live`] hands the log the upper layer's live set.
-//! 7. [`Log::read`] treats its [`DiskPtr`] as untrusted input (pointers may be stale, or
+//! 7. One open log per directory: [`Log::open`] takes the directory's exclusive lock
+//!    ([`DirLock`], `flock` on `<dir>/LOCK`) before touching anything and holds it until the
+//!    log is dropped; a second open gets [`Error::Locked`].
+//! 8. [`Log::read`] treats its [`DiskPtr`] as untrusted input (pointers may be stale, or
 //!    decoded from disk with [`DiskPtr::from_bytes`]): checked arithmetic, the record's LSN
 //!    and CRC checked, and buffer memory copied only once the buffer is handed off (sealed, no
 //!    holders); a read into the buffer being filled seals it and waits for that.
@@ -58,6 +61,7 @@ pub mod format;
 pub mod fuzzing;
 pub mod io;
 mod locate;
+mod lock;
 mod log;
 mod recovery;
 mod reservation;
@@ -70,6 +74,7 @@ mod writer;
 
 pub use config::{Config, MAX_RECORD_BYTES};
 pub use error::{Error, Result};
+pub use lock::DirLock;
 pub use log::{Log, DATA_FILE};
 pub use recovery::RecoveredRecord;
 pub use reservation::Reservation;

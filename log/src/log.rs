@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::decode::{check_record_crc, decode_blob_pointer, decode_record_header};
 use crate::format::{RecordKind, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::io::Storage;
+use crate::lock::DirLock;
 use crate::recovery::{self, RecoveredRecord};
 use crate::reservation::Reservation;
 use crate::segments::SegmentStats;
@@ -32,6 +33,8 @@ pub struct Log {
     shared: Arc<Shared>,
     io_thread: Option<JoinHandle<()>>,
     flusher: Option<JoinHandle<()>>,
+    /// Released after `Drop::drop` has stopped the threads and flushed (fields drop after it).
+    _lock: DirLock,
 }
 
 impl Log {
@@ -44,15 +47,37 @@ impl Log {
     /// new records start a new segment and pointers to cut records stay stale.
     /// Segments may be reused only once their LSN range is below `from` (see
     /// [`Log::set_reuse_horizon`]).
+    ///
+    /// The log holds the directory's exclusive lock ([`DirLock`]) until it is dropped; an open
+    /// of a directory whose lock is held fails with [`Error::Locked`].
     pub fn open(
         config: Config,
         storage: Arc<dyn Storage>,
         from: Lsn,
     ) -> Result<(Log, Vec<RecoveredRecord>)> {
         config.validate()?;
+        let lock = DirLock::acquire(storage.as_ref(), &config.path)?;
+        Self::open_locked(config, storage, from, lock)
+    }
+
+    /// As [`Log::open`], with the directory's lock already taken (by a layer that had to read
+    /// the directory first). The log holds `lock` until it is dropped.
+    pub fn open_locked(
+        config: Config,
+        storage: Arc<dyn Storage>,
+        from: Lsn,
+        lock: DirLock,
+    ) -> Result<(Log, Vec<RecoveredRecord>)> {
+        config.validate()?;
+        if lock.dir() != config.path {
+            return Err(Error::Config(format!(
+                "the lock held is for {}, the log is in {}",
+                lock.dir().display(),
+                config.path.display()
+            )));
+        }
         let dir = config.path.clone();
         let blob_dir = blob::blob_dir(&dir);
-        ensure_dir(storage.as_ref(), &dir)?;
         ensure_dir(storage.as_ref(), &blob_dir)?;
         let data_path = dir.join(DATA_FILE);
         let file = storage
@@ -113,6 +138,7 @@ impl Log {
             shared: shared.clone(),
             io_thread: Some(io_thread),
             flusher: None,
+            _lock: lock,
         };
         if let Some(ms) = shared.cfg.flush_every_ms {
             let sh = shared.clone();
@@ -419,7 +445,7 @@ impl Log {
 /// Creates `dir` and its missing ancestors, then syncs the parent of each directory it created
 /// (top-down), so every new entry is durable (`create_dir_all` makes none of them durable).
 /// `Log::open` syncs `dir`'s parent again anyway; this covers the ancestors above it.
-fn ensure_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
+pub(crate) fn ensure_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
     let mut missing = Vec::new();
     let mut next = Some(dir).filter(|d| !d.as_os_str().is_empty());
     while let Some(d) = next {

@@ -218,3 +218,16 @@ fn orphan_blobs_are_removed_by_a_full_recovery_only() {
     let (_, p) = log.append(&big).unwrap();
     assert_eq!(log.read(p).unwrap(), big);
 }
+
+#[test]
+fn a_second_open_of_one_directory_is_locked_out_until_the_first_closes() {
+    let sim = Arc::new(SimStorage::new());
+    let cfg = Config::small("/db");
+    let (first, _) = Log::open(cfg.clone(), sim.clone(), Lsn(0)).unwrap();
+    match Log::open(cfg.clone(), sim.clone(), Lsn(0)) {
+        Err(Error::Locked { path }) => assert_eq!(path, std::path::Path::new("/db")),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(first);
+    Log::open(cfg, sim, Lsn(0)).unwrap();
+}

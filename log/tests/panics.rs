@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use logstore::io::{SimStorage, Storage, StorageFile};
+use logstore::io::{DirLockGuard, SimStorage, Storage, StorageFile};
 use logstore::{Config, Error, Log, Lsn};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -117,6 +117,9 @@ impl Storage for PanicStorage {
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.sim.sync_dir(dir)
+    }
+    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLockGuard>> {
+        self.sim.lock_dir(dir)
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Error {
         what: String,
         /// The file it was found in.
         path: PathBuf,
+        /// The byte offset in that file, when one place is to blame.
+        offset: Option<u64>,
     },
     /// The configuration is invalid.
     Config(String),
@@ -80,6 +82,19 @@ impl Error {
         Error::Corruption {
             what: what.into(),
             path: path.into(),
+            offset: None,
+        }
+    }
+
+    pub(crate) fn corruption_at(
+        what: impl Into<String>,
+        path: impl Into<PathBuf>,
+        offset: u64,
+    ) -> Self {
+        Error::Corruption {
+            what: what.into(),
+            path: path.into(),
+            offset: Some(offset),
         }
     }
 }
@@ -88,11 +103,12 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Log(e) => write!(f, "{e}"),
-            Error::Corruption { what, path } => write!(
+            Error::Corruption { what, path, offset } => write!(
                 f,
-                "page cache data in {} is corrupt: {what}; restore from a backup or reopen to \
-                 fall back to the previous checkpoint",
-                path.display()
+                "page cache data in {}{} is corrupt: {what}; restore from a backup or reopen \
+                 to fall back to the previous checkpoint",
+                path.display(),
+                offset.map(|o| format!(" at byte {o}")).unwrap_or_default()
             ),
             Error::Config(what) => write!(f, "invalid page cache configuration: {what}"),
             Error::DatabaseTooLarge { offset } => write!(

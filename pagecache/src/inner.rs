@@ -361,12 +361,15 @@ pub(crate) fn read_nth_fragment<T: bincode::Decode<()>>(
     nth: usize,
 ) -> Result<(DiskPtr, T, bool)> {
     let corrupt = |what: String| {
-        Error::corruption(
+        Error::corruption_at(
             format!("page {pid:?} at {loc:?}: {what}"),
             dir.join(logstore::DATA_FILE),
+            loc.file_offset(),
         )
     };
-    let (ptr, body) = log.read_at(loc.file_offset(), loc.record_len())?;
+    let (ptr, body) = log
+        .read_at(loc.file_offset(), loc.record_len())
+        .map_err(|e| unresolved(e, dir, pid, loc))?;
     let (frags, in_group) = group::record::decode_any(&body).map_err(corrupt)?;
     let frag = if in_group {
         group::record::nth_for(&frags, pid, nth)
@@ -382,6 +385,20 @@ pub(crate) fn read_nth_fragment<T: bincode::Decode<()>>(
     }
     let payload = codec::decode_exact(frag.payload).map_err(corrupt)?;
     Ok((ptr, payload, in_group))
+}
+
+/// A page's location that does not name a record of the log: the page table (from a
+/// checksummed checkpoint or a replayed record) says a fragment is there, so the data file was
+/// damaged. The log reports it as a stale pointer; here it is corruption of the data file.
+pub(crate) fn unresolved(e: logstore::Error, dir: &Path, pid: Pid, loc: Location) -> Error {
+    match e {
+        logstore::Error::StalePointer(why) => Error::corruption_at(
+            format!("page {pid:?}: no valid record at {loc:?} ({why})"),
+            dir.join(logstore::DATA_FILE),
+            loc.file_offset(),
+        ),
+        other => Error::Log(other),
+    }
 }
 
 /// The locations of a view's fragments, oldest first.

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use logstore::io::Storage;
-use logstore::{DiskPtr, Log, Lsn, RecoveredRecord};
+use logstore::{DirLock, DiskPtr, Log, Lsn, RecoveredRecord};
 use radix::{Pid, PidAllocator, RadixTable, SlotWord};
 
 use crate::checkpoint;
@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fragment::Kind;
 use crate::group::{record, GroupState};
-use crate::inner::{read_fragment, read_nth_fragment};
+use crate::inner::{read_fragment, read_nth_fragment, unresolved};
 use crate::location::Location;
 use crate::model::PageModel;
 use crate::node::Node;
@@ -38,14 +38,10 @@ pub(crate) struct Recovered {
 type PageTable = HashMap<u64, Vec<Location>>;
 
 pub(crate) fn recover<M: PageModel>(cfg: &Config, storage: &Arc<dyn Storage>) -> Result<Recovered> {
-    let exists = storage
-        .exists(&cfg.path)
-        .map_err(|e| Error::io("stat database directory", &cfg.path, e))?;
-    let loaded = if exists {
-        checkpoint::load(storage.as_ref(), &cfg.path)?
-    } else {
-        None
-    };
+    // The lock comes before the first read: another open store may be rewriting the
+    // checkpoints. The log holds it from here on.
+    let lock = DirLock::acquire(storage.as_ref(), &cfg.path)?;
+    let loaded = checkpoint::load(storage.as_ref(), &cfg.path)?;
     let fell_back = loaded.as_ref().is_some_and(|l| l.fell_back);
     let (from, mut next_fresh, mut pages, corrupt) = match loaded {
         Some(l) => {
@@ -61,7 +57,7 @@ pub(crate) fn recover<M: PageModel>(cfg: &Config, storage: &Arc<dyn Storage>) ->
     };
     let mut log_cfg = cfg.log.clone();
     log_cfg.path = cfg.path.clone();
-    let (log, records) = Log::open(log_cfg, storage.clone(), from)?;
+    let (log, records) = Log::open_locked(log_cfg, storage.clone(), from, lock)?;
     replay(cfg, &records, &mut pages, &mut next_fresh)?;
     drop(records);
     let counters = Arc::new(Counters::default());
@@ -74,7 +70,10 @@ pub(crate) fn recover<M: PageModel>(cfg: &Config, storage: &Arc<dyn Storage>) ->
     for (&raw, locs) in &pages {
         let pid = Pid::new(raw).expect("replayed and checkpointed pids are validated");
         let word = if let [loc] = locs.as_slice() {
-            live.push(log.pointer_at(loc.file_offset(), loc.record_len())?);
+            let ptr = log
+                .pointer_at(loc.file_offset(), loc.record_len())
+                .map_err(|e| unresolved(e, &cfg.path, pid, *loc))?;
+            live.push(ptr);
             SlotWord::on_disk(loc.to_word())
         } else {
             let head = materialize::<M>(cfg, &log, pid, locs, &mut live, &mut groups)?;

@@ -9,21 +9,35 @@
 //!   device cache nor the metadata needed to find the data, so it is not a durability claim.
 //! - `sync_dir` opens the directory read-only and `fsync`s it, which makes creations, renames and
 //!   removals of its entries durable.
-//! - Files are created with mode `0o644` (owner-only write), subject to the process umask.
+//! - Files are created with mode `0o600` and directories with `0o700` (owner only: a database
+//!   holds user data), subject to the process umask.
+//! - `lock_dir` opens (creating) `<dir>/LOCK` and takes an exclusive `flock(2)` on it without
+//!   blocking (`LOCK_EX | LOCK_NB`; std's `File::try_lock` does the same but needs Rust 1.89,
+//!   above the workspace's MSRV). The lock belongs to that open file description: a second
+//!   open in the same process conflicts like one in another process, and closing the file
+//!   (dropping the guard) or the process dying releases it. The file stays; its presence means
+//!   nothing, only the lock does.
 //!
 //! Errors are passed up unchanged (not re-wrapped), so callers can still see
 //! `raw_os_error() == Some(ENOSPC)` and decide; the log's own error type adds the path.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Storage, StorageFile};
+use super::{DirLockGuard, Storage, StorageFile};
 
-/// Permission bits for files the store creates: owner read/write, group and others read-only.
-pub const FILE_MODE: u32 = 0o644;
+/// Permission bits for files the store creates: owner read/write only.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Permission bits for directories the store creates: owner only.
+pub const DIR_MODE: u32 = 0o700;
+
+/// The name of the lock file [`FileStorage`] keeps in a locked directory.
+pub const LOCK_FILE: &str = "LOCK";
 
 /// The real, POSIX file system. Stateless: cloning or sharing it is free.
 #[derive(Debug, Default, Clone, Copy)]
@@ -65,7 +79,10 @@ impl Storage for FileStorage {
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        fs::create_dir_all(path)
+        DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(path)
     }
 
     fn read_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -91,7 +108,39 @@ impl Storage for FileStorage {
         // make its entries durable.
         File::open(dir)?.sync_all()
     }
+
+    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLockGuard>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .open(dir.join(LOCK_FILE))?;
+        loop {
+            // SAFETY: `flock` only reads its integer arguments; the descriptor is open (owned
+            // by `file`, alive for the call) and the lock it takes is released when `file`
+            // is closed.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(Box::new(FileLock { _file: file }));
+            }
+            let err = io::Error::last_os_error();
+            // EWOULDBLOCK (= EAGAIN on Linux) is "held by another open file": io's WouldBlock.
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
 }
+
+/// A held `flock` on a directory's lock file; closing the file releases it.
+#[derive(Debug)]
+struct FileLock {
+    _file: File,
+}
+
+impl DirLockGuard for FileLock {}
 
 impl StorageFile for FileHandle {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -162,18 +211,33 @@ mod tests {
         assert!(!fs.exists(&dir.path().join("missing")).unwrap());
     }
 
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
     #[test]
-    fn created_files_are_owner_write_only() {
+    fn created_files_and_directories_are_owner_only() {
         let (dir, fs) = storage_in_tempdir();
-        let path = dir.path().join("f");
+        let sub = dir.path().join("a/b");
+        fs.create_dir_all(&sub).unwrap();
+        let path = sub.join("f");
         drop(fs.open_file(&path, true).unwrap());
-        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(
-            mode & 0o022,
-            0,
-            "group/others must not have write permission"
-        );
-        assert_eq!(mode & 0o600, 0o600, "owner must read and write");
+        drop(fs.lock_dir(&sub).unwrap());
+        // The umask can only clear bits, so these are exact unless it takes owner bits away.
+        assert_eq!(mode_of(&path), FILE_MODE);
+        assert_eq!(mode_of(&sub.join(LOCK_FILE)), FILE_MODE);
+        assert_eq!(mode_of(&sub), DIR_MODE);
+        assert_eq!(mode_of(&dir.path().join("a")), DIR_MODE);
+    }
+
+    #[test]
+    fn a_locked_directory_refuses_a_second_lock_until_released() {
+        let (dir, fs) = storage_in_tempdir();
+        let held = fs.lock_dir(dir.path()).unwrap();
+        let err = fs.lock_dir(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        drop(held);
+        drop(fs.lock_dir(dir.path()).unwrap());
     }
 
     #[test]

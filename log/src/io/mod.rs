@@ -3,6 +3,8 @@
 //! a simulated one that loses unsynced writes on `crash()` and injects faults at every call site.
 //!
 //! Contract shared by every implementation:
+//! - `lock_dir` is exclusive across handles, threads and processes; the lock lives in the
+//!   guard it returns (the real file system: `flock(2)` on `<dir>/LOCK`).
 //! - `write_at` may write fewer bytes than asked (a short write) and says how many it wrote; a
 //!   write is durable only after a later `sync_data`/`sync_all` of the same file returns `Ok`.
 //! - Creating, renaming or removing a directory entry is durable only after `sync_dir` of the
@@ -32,7 +34,7 @@ mod sim;
 mod trace;
 
 pub use fault::{Fault, FaultCounts, FaultPlan, FaultRule, Site, Trigger};
-pub use file::{FileHandle, FileStorage, FILE_MODE};
+pub use file::{FileHandle, FileStorage, DIR_MODE, FILE_MODE, LOCK_FILE};
 pub use rng::{seed_from_env, SimRng};
 pub use sim::{CrashMode, SimFile, SimStorage, SECTOR_SIZE};
 pub use trace::{FileId, Op, Trace, Unsynced};
@@ -54,7 +56,14 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Makes the entries of directory `dir` (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes the exclusive lock of the existing directory `dir` for as long as the returned
+    /// guard lives. Fails with [`io::ErrorKind::WouldBlock`] while another guard holds it, in
+    /// this process or another; a holder's death (or a simulated crash) releases it.
+    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLockGuard>>;
 }
+
+/// A held directory lock (see [`Storage::lock_dir`]): dropping it releases the lock.
+pub trait DirLockGuard: Send + Sync + fmt::Debug {}
 
 /// An open file. Positional I/O only, so one handle is shared by many threads.
 pub trait StorageFile: Send + Sync + fmt::Debug {

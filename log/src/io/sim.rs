@@ -16,6 +16,8 @@
 //!   `sim/inode.rs`), optionally in a shuffled order, all per [`CrashMode`] and deterministically
 //!   per seed. Then the volatile side restarts as the durable side, and every handle opened
 //!   before fails with `EBADF`: the caller must reopen, as a restarted process would.
+//! - `lock_dir` keeps the set of locked directories in memory; a crash releases them all (the
+//!   process died) and guards from before it release nothing.
 //! - A capacity (total bytes of linked files) makes writes short, then `ENOSPC`; raise it with
 //!   [`SimStorage::set_capacity`] and writes succeed again.
 //! - A [`FaultPlan`] injects errors at every call site (see [`super::fault`]); every call is
@@ -42,7 +44,7 @@ use self::namespace::{normalize, Entry};
 use self::state::State;
 use super::fault::{FaultCounts, FaultPlan};
 use super::trace::{FileId, Trace};
-use super::{Storage, StorageFile};
+use super::{DirLockGuard, Storage, StorageFile};
 
 /// What power loss does to changes that were not made durable. `tear` and `reorder` only
 /// matter when `keep_unsynced_writes` is set (a dropped write cannot be torn).
@@ -135,7 +137,9 @@ impl SimStorage {
     /// An independent copy of the whole disk (both images, namespace, trace, fault plan and
     /// its position). Handles opened on `self` do not reach the copy.
     pub fn snapshot(&self) -> SimStorage {
-        let copy = self.lock().clone();
+        let mut copy = self.lock().clone();
+        // Locks belong to the processes using the disk, not to the disk.
+        copy.locked_dirs.clear();
         SimStorage {
             state: Arc::new(Mutex::new(copy)),
         }
@@ -228,6 +232,36 @@ impl Storage for SimStorage {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.lock().sync_dir(dir)
+    }
+
+    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLockGuard>> {
+        let mut st = self.lock();
+        let dir = st.lock_dir(dir)?;
+        Ok(Box::new(SimDirLock {
+            state: Arc::clone(&self.state),
+            dir,
+            generation: st.generation,
+        }))
+    }
+}
+
+/// A held lock of a [`SimStorage`] directory. A crash since it was taken already released it.
+#[derive(Debug)]
+struct SimDirLock {
+    state: Arc<Mutex<State>>,
+    dir: PathBuf,
+    generation: u64,
+}
+
+impl DirLockGuard for SimDirLock {}
+
+impl Drop for SimDirLock {
+    fn drop(&mut self) {
+        let mut st = lock(&self.state);
+        if st.generation == self.generation {
+            let held = st.locked_dirs.remove(&self.dir);
+            assert!(held, "a live lock guard's directory is in the locked set");
+        }
     }
 }
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use logstore::io::{
-    CrashMode, Fault, FaultPlan, FaultRule, FileStorage, SimRng, SimStorage, Site, Storage,
-    StorageFile,
+    CrashMode, DirLockGuard, Fault, FaultPlan, FaultRule, FileStorage, SimRng, SimStorage, Site,
+    Storage, StorageFile,
 };
 
 use super::*;
@@ -290,7 +290,7 @@ fn all_checkpoints_corrupt_is_an_error_not_an_empty_start() {
         f.write_all_at(b"XXXX", 20).unwrap();
     }
     match load(&sim, dir()) {
-        Err(Error::Corruption { what, path }) => {
+        Err(Error::Corruption { what, path, .. }) => {
             assert_eq!(path, dir());
             assert!(what.contains(&file_name(Lsn(10))), "{what}");
             assert!(what.contains(&file_name(Lsn(20))), "{what}");
@@ -408,6 +408,9 @@ impl Storage for DiesAfter {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         step(&self.budget)?;
         self.sim.sync_dir(dir)
+    }
+    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLockGuard>> {
+        self.sim.lock_dir(dir)
     }
 }
 

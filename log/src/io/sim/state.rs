@@ -3,7 +3,7 @@
 //! misbehave, then checks its preconditions like POSIX would, then changes the volatile side,
 //! then records an [`Op`]. Failed calls change nothing (torn writes excepted, by design).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +30,9 @@ pub(crate) struct State {
     pub(crate) trace: Trace,
     pub(crate) faults: Option<FaultPlan>,
     pub(crate) fault_counts: FaultCounts,
+    /// Directories locked by live guards (`Storage::lock_dir`). Process state, not disk
+    /// state: a crash releases every lock, and a snapshot starts with none.
+    pub(crate) locked_dirs: BTreeSet<PathBuf>,
 }
 
 impl State {
@@ -309,6 +312,21 @@ impl State {
         let linked: Vec<FileId> = self.ns.files(true).into_iter().map(|(_, id)| id).collect();
         self.inodes.retain(|id, _| linked.contains(id));
         self.generation += 1;
+        self.locked_dirs.clear();
         self.trace.push(Op::Crash { seed });
+    }
+
+    /// Takes the lock of directory `dir`; `WouldBlock` if it is held.
+    pub(crate) fn lock_dir(&mut self, dir: &Path) -> io::Result<PathBuf> {
+        let dir = normalize(dir);
+        match self.ns.lookup(&dir) {
+            Some(Entry::Dir) => {}
+            Some(Entry::File(_)) => return Err(os_error(libc::ENOTDIR)),
+            None => return Err(os_error(libc::ENOENT)),
+        }
+        if !self.locked_dirs.insert(dir.clone()) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(dir)
     }
 }

@@ -356,3 +356,28 @@ fn trace_checks_sync_discipline() {
     sim.trace().assert_all_durable();
     assert!(!sim.has_unsynced_writes());
 }
+
+#[test]
+fn a_directory_lock_is_exclusive_until_dropped_or_a_crash() {
+    let (sim, db) = sim_with_db();
+    let held = sim.lock_dir(&db).unwrap();
+    let again = sim.lock_dir(&db).unwrap_err();
+    assert_eq!(again.kind(), io::ErrorKind::WouldBlock);
+    // A snapshot is another machine's copy of the disk: nobody holds its locks.
+    drop(sim.snapshot().lock_dir(&db).unwrap());
+    drop(held);
+    let held = sim.lock_dir(&db).unwrap();
+    // Power loss kills the holder: the lock is free, and the dead guard releases nothing.
+    sim.crash(1, CrashMode::DROP_UNSYNCED);
+    let after = sim.lock_dir(&db).unwrap();
+    drop(held);
+    assert_eq!(
+        sim.lock_dir(&db).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    drop(after);
+    assert_eq!(
+        sim.lock_dir(Path::new("/missing")).unwrap_err().kind(),
+        io::ErrorKind::NotFound
+    );
+}
