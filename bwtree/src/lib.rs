@@ -42,8 +42,12 @@ mod range;
 mod search;
 mod smo;
 mod stats;
+mod sync;
 mod tree;
 mod value;
+
+#[cfg(all(test, loom))]
+mod loom_models;
 
 pub use batch::Batch;
 pub use config::Config;
