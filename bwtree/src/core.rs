@@ -65,7 +65,7 @@ impl Drop for TempDir {
 
 /// A new directory name under the system's temporary directory.
 pub(crate) fn fresh_temp_path() -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use crate::sync::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -151,8 +151,14 @@ pub(crate) fn pid_of(raw: RawPid) -> Result<Pid> {
 
 /// Backs off after the `n`th restart of one operation: spin, then yield, then sleep briefly,
 /// so a thread waiting for a helper to finish does not burn the other core.
+/// Under loom every restart yields to the scheduler instead: a thread that waits for another
+/// to finish a step must let loom run that thread (a spin would only burn the branch budget).
 pub(crate) fn backoff(n: u32) {
-    if n < 4 {
+    if cfg!(loom) {
+        if n > 0 {
+            crate::sync::yield_now();
+        }
+    } else if n < 4 {
         std::hint::spin_loop();
     } else if n < 64 {
         std::thread::yield_now();
@@ -162,8 +168,12 @@ pub(crate) fn backoff(n: u32) {
 }
 
 /// The `debug_delay` knob: a random yield before each CAS, so rare interleavings become
-/// common in tests and stress runs.
+/// common in tests and stress runs. Off under loom, whose scheduler already explores every
+/// interleaving within its bounds.
 fn debug_delay(on: bool) {
+    if cfg!(loom) {
+        return;
+    }
     use std::cell::RefCell;
     thread_local! {
         static RNG: RefCell<logstore::io::SimRng> =

@@ -56,8 +56,12 @@ mod search;
 mod smo;
 mod stats;
 mod stuck;
+mod sync;
 mod tree;
 mod value;
+
+#[cfg(all(test, loom))]
+mod loom_models;
 
 pub use batch::Batch;
 pub use config::Config;

@@ -1,6 +1,6 @@
 //! The testbed counters: the tree's own, beside the page cache's.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 use pagecache::PageCacheStats;
 

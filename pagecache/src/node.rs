@@ -26,7 +26,7 @@ use logstore::DiskPtr;
 
 use crate::group::GroupState;
 use crate::model::PageModel;
-use crate::sync::{AtomicBool, AtomicU8, Ordering};
+use crate::sync::{AtomicBool, Ordering, StdAtomicU8 as AtomicU8};
 
 /// The hottest CLOCK value a page reaches (a page needs this many hand passes without access
 /// to be evicted, so a one-off scan cannot flush pages that are read repeatedly).

@@ -1,6 +1,6 @@
 //! Testbed counters: what the cache did since open.
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{Ordering, StdAtomicU64 as AtomicU64};
 
 /// Buckets of the chain-length histogram: lengths 1..=8, then 9 and more.
 pub const CHAIN_LEN_BUCKETS: usize = 9;
