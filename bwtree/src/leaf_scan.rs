@@ -173,7 +173,7 @@ mod tests {
         all.into_iter().collect()
     }
 
-    fn bytes(entries: impl Iterator<Item = (&'static Value, &'static Value)>) -> Vec<(u8, u8)> {
+    fn bytes<'a>(entries: impl Iterator<Item = (&'a Value, &'a Value)>) -> Vec<(u8, u8)> {
         entries.map(|(k, v)| (k[0], v[0])).collect()
     }
 
@@ -189,9 +189,9 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (Value::copy_from(&[*k]), v.map(|v| Value::copy_from(&[v]))))
                 .collect();
-            // Leaked: the entries borrow them for 'static, as a chain does for 'g.
-            let (keys, vals, rec) = (keys.leak(), vals.leak(), rec.leak());
-            let mut sorted: Vec<Record<'static>> = rec.iter().map(|(k, v)| (k, v.as_ref())).collect();
+            // The entries borrow these, as a chain's entries borrow its nodes for 'g.
+            let (keys, vals) = (&keys[..], &vals[..]);
+            let mut sorted: Vec<Record<'_>> = rec.iter().map(|(k, v)| (k, v.as_ref())).collect();
             sorted.sort_by(|a, b| a.0.cmp(b.0));
             sorted.dedup_by(|later, first| later.0 == first.0);
             let entries = || LeafEntries {
