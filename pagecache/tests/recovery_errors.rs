@@ -5,6 +5,8 @@
 //! the error returned and the table was dropped, but the table never frees what its slots
 //! point to, so every chain read so far leaked.
 
+mod common;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
 use std::sync::Arc;
@@ -101,13 +103,7 @@ fn database_with_one_unreadable_page(sim: &SimStorage) {
 
 /// Live bases once the epoch collector has run what dropped caches deferred.
 fn settled_live_bases() -> i64 {
-    for _ in 0..1000 {
-        if LIVE_BASES.load(SeqCst) == 0 {
-            break;
-        }
-        crossbeam_epoch::pin().flush();
-        std::thread::yield_now();
-    }
+    common::settle_epoch(|| LIVE_BASES.load(SeqCst) == 0);
     LIVE_BASES.load(SeqCst)
 }
 

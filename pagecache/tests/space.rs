@@ -254,18 +254,6 @@ fn space_amplification_after_overwrites_is_at_most_1_5_default_geometry() {
     assert_within_1_5(&measure(DEFAULT_GEOMETRY, pages, 64));
 }
 
-/// Lets epoch reclamation free the retired chains: other threads (the log's) may hold the
-/// epoch back for a while, more so under a sanitizer, and retired bytes still count as heap.
-fn drain_garbage(cache: &Cache) {
-    for _ in 0..2000 {
-        crossbeam_epoch::pin().flush();
-        if cache.stats().garbage_bytes == 0 {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
-
 #[test]
 fn resident_bytes_stay_within_the_budget() {
     let _one = serial();
@@ -313,7 +301,7 @@ fn resident_bytes_stay_within_the_budget() {
         }
     };
     evict_all(&cache);
-    drain_garbage(&cache);
+    settle_epoch(|| cache.stats().garbage_bytes == 0);
     assert_eq!(cache.stats().resident_bytes, 0, "accounting leak");
     let empty_heap = ALLOCATED.load(Ordering::Relaxed);
     // Touch everything twice: reads (page-ins) and delta updates.
@@ -331,7 +319,7 @@ fn resident_bytes_stay_within_the_budget() {
             watch(&cache, slack);
         }
     }
-    drain_garbage(&cache);
+    settle_epoch(|| cache.stats().garbage_bytes == 0);
     let stats = cache.stats();
     let touched_heap = ALLOCATED.load(Ordering::Relaxed);
     let real = touched_heap - empty_heap;

@@ -91,3 +91,16 @@ pub fn env_count(names: &[&str], default: u64) -> u64 {
     }
     default
 }
+
+/// Runs epoch collection until `settled()` holds, for at most about two seconds: retired
+/// chains are freed only once every thread pinned when they were retired (the log's threads
+/// too) has moved on, which takes longer under a sanitizer.
+pub fn settle_epoch(settled: impl Fn() -> bool) {
+    for _ in 0..2000 {
+        if settled() {
+            return;
+        }
+        crossbeam_epoch::pin().flush();
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
