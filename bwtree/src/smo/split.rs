@@ -58,6 +58,16 @@ impl Tree {
     /// Posts the index entry for `child`'s split (its high fence and right sibling, as `h`
     /// shows them) into `parent`, unless `parent` no longer routes that key to `child`
     /// (already posted, or the tree changed: a later descent will see what is missing).
+    ///
+    /// Invariant (no entry for a freed page): the child is re-read *after* the parent's view
+    /// that the CAS is made on, and must still end at `sep` with `right` as its sibling. `h`
+    /// alone is not enough: between reading it and reading the parent, another thread may
+    /// post the same entry, merge `right` back into `child`, delete the entry and free
+    /// `right`; the parent then routes `sep` to `child` again, and posting from `h` would
+    /// link a free pid for good. With the re-read, `right` is still `child`'s sibling after
+    /// the parent was read, so it has not been merged away (that rewrites `child`'s fence
+    /// first), and a merge after the read must change the parent (its intent and term
+    /// delete), which makes the CAS on the read view fail.
     pub(crate) fn post_index_entry(
         &self,
         parent: Pid,
@@ -84,6 +94,9 @@ impl Tree {
         if route(&pview, probe) != child.get() {
             return Ok(());
         }
+        if !self.still_split_at(child, sep, right, guard)? {
+            return Ok(());
+        }
         let Some(pnode) = materialize(&pview) else {
             return Ok(());
         };
@@ -103,6 +116,16 @@ impl Tree {
         // Validate the right sibling's pid now rather than when a descent follows it.
         pid_of(right)?;
         Ok(())
+    }
+
+    /// Whether `child`, read now, is a live node ending at `sep` with `right` as its sibling.
+    fn still_split_at(&self, child: Pid, sep: &[u8], right: u64, guard: &Guard) -> Result<bool> {
+        let Some(view) = self.core.read(child, guard)? else {
+            return Ok(false);
+        };
+        Ok(header(&view).is_some_and(|h| {
+            h.removed.is_none() && h.right == Some(right) && h.high.is_some_and(|hi| **hi == *sep)
+        }))
     }
 }
 
@@ -127,6 +150,71 @@ pub(crate) fn split_point(node: &Node) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::descend::Mode;
+    use crate::{Config, Db};
+
+    fn two_level_tree() -> Db {
+        let db = Config::new()
+            .temporary(true)
+            .node_max_entries(8)
+            .flush_every_ms(None)
+            .checkpoint_every_ms(None)
+            .open()
+            .unwrap();
+        for i in 0u32..40 {
+            db.insert(i.to_be_bytes(), b"v").unwrap();
+        }
+        db
+    }
+
+    /// The interleaving that linked a free pid into a parent (found by the concurrent
+    /// owners-and-scanners test): a thread reads a split child's header, then, before it
+    /// posts the index entry, another thread posts it, merges the right half back and frees
+    /// it. Posting from the stale header must now do nothing.
+    #[test]
+    fn a_stale_split_header_never_posts_an_entry_for_a_merged_away_page() {
+        let db = two_level_tree();
+        let key = 20u32.to_be_bytes();
+        let guard = crossbeam_epoch::pin();
+        let leaf = db.descend(Probe::At(&key), Mode::Write, &guard).unwrap();
+        let parent = *leaf.path.last().expect("the leaf has a parent");
+        let node = materialize(&leaf.view).unwrap();
+        let sep = node.keys[split_point(&node)].clone();
+        // Split without a path: the entry is left for a later descent to post.
+        db.split_at(leaf.pid, &leaf.view, node, sep.clone(), &[], &guard)
+            .unwrap();
+        let split = db.core.read(leaf.pid, &guard).unwrap().unwrap();
+        let stale = header(&split).unwrap();
+        let right = pid_of(stale.right.unwrap()).unwrap();
+        assert_eq!(stale.high.map(|v| &**v), Some(&*sep));
+
+        // Another thread posts the entry, then merges the right half away again.
+        db.post_index_entry(parent, leaf.pid, &stale, &guard)
+            .unwrap();
+        let pview = db.core.read(parent, &guard).unwrap().unwrap();
+        assert_eq!(route(&pview, Probe::At(&sep)), right.get(), "entry posted");
+        assert!(db.try_start_merge(parent, right, &guard).unwrap());
+        let pview = db.core.read(parent, &guard).unwrap().unwrap();
+        assert_eq!(
+            route(&pview, Probe::At(&sep)),
+            leaf.pid.get(),
+            "entry deleted"
+        );
+
+        // The first thread now posts from the header it read before all that.
+        db.post_index_entry(parent, leaf.pid, &stale, &guard)
+            .unwrap();
+        let pview = db.core.read(parent, &guard).unwrap().unwrap();
+        assert_eq!(
+            route(&pview, Probe::At(&sep)),
+            leaf.pid.get(),
+            "the parent routes to the merged-away page {right:?} again"
+        );
+        drop(guard);
+        for i in 0u32..40 {
+            assert!(db.get(i.to_be_bytes()).unwrap().is_some(), "key {i}");
+        }
+    }
 
     fn leaf(sizes: &[usize]) -> Node {
         Node {
