@@ -90,10 +90,13 @@ pub(crate) fn recover<M: PageModel>(cfg: &Config, storage: &Arc<dyn Storage>) ->
     // Recovery can no longer fail: the table owns the chains from here on.
     read_back.0.clear();
     log.reset_live(live);
-    let free = (0..next_fresh)
-        .filter(|raw| !pages.contains_key(raw))
-        .map(|raw| Pid::new(raw).expect("below next_fresh"));
-    let pids = PidAllocator::restore(next_fresh, free);
+    // The free ids below `next_fresh` become ranges between the live pids: the cost is in the
+    // pages on disk, not in `next_fresh` (which a shrunken database, or a crafted file, may put
+    // near `Pid::MAX`).
+    let live = pages
+        .keys()
+        .map(|&raw| Pid::new(raw).expect("replayed and checkpointed pids are validated"));
+    let pids = PidAllocator::from_live(next_fresh, live);
     Ok(Recovered {
         log,
         table,

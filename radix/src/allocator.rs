@@ -7,17 +7,36 @@
 //! deferred has unpinned. A thread that read a page's slot under a guard pinned before the free
 //! therefore cannot see the id handed out again, and cannot mistake a new page for the old one.
 //!
-//! Accounting (checked by the tests): every id ever handed out is, at any quiescent moment,
-//! exactly one of live (held by a caller), pending (freed, push deferred) or on the stack:
-//! `fresh = live + pending + stacked`.
+//! # Restored free ids
+//!
+//! [`PidAllocator::from_live`] resumes at startup from the high-water mark `next_fresh` and the
+//! ids of the live pages. Every other id below the mark is free, and nobody holds one (nothing
+//! runs yet), so these need no epoch deferral. They are kept as ranges ([`FreeRanges`]: at
+//! most `live + 1` entries, whatever the mark), never pushed one by one: a mark near
+//! [`Pid::MAX`] with a few live pages costs a few ranges, not 2^42 stack nodes.
+//!
+//! `allocate` tries, in order: the recycled stack (lock-free), the restored ranges, the fresh
+//! counter. The ranges sit behind a mutex, taken only when the stack came up empty and the
+//! `has_restored` flag is set. The flag starts `true` iff there are ranges, is cleared under
+//! the mutex by the allocation that empties them, and is never set again (nothing adds to the
+//! ranges after construction). So once they are used up, every allocation is lock-free again,
+//! and the flag needs no ordering (see `take_restored`). An id leaves the ranges exactly once,
+//! under the mutex; when freed later it goes the ordinary way, through the deferred push.
+//!
+//! Accounting (checked by the tests): every id below `next_fresh` is, at any quiescent
+//! moment, exactly one of live (held by a caller), pending (freed, push deferred), on the stack
+//! or in the restored ranges: `fresh = live + pending + stacked + restored`.
 
 use std::fmt;
+use std::ops::Range;
+use std::sync::PoisonError;
 
 use crossbeam_epoch::{self as epoch, Guard};
 
+use crate::free_ranges::FreeRanges;
 use crate::pid::Pid;
 use crate::stack::PidStack;
-use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// State shared with deferred frees, which may run after the allocator is dropped.
 struct Recycler {
@@ -38,12 +57,44 @@ impl Recycler {
 pub struct AllocatorStats {
     /// Ids taken from the fresh counter.
     pub fresh: u64,
-    /// Ids handed out again from the free stack.
+    /// Ids handed out again: from the free stack, or from the free ranges restored at startup.
     pub recycled: u64,
     /// Ids freed whose epoch-deferred push has not run yet.
     pub pending_deferred: u64,
     /// Ids on the free stack, ready for reuse.
     pub stacked: u64,
+    /// Ids free at startup (below the restored `next_fresh`, not live) not handed out yet.
+    pub restored: u64,
+}
+
+/// The ids ready for reuse (see [`PidAllocator::free_ids`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FreeIds {
+    /// The recycled ids on the free stack, top first.
+    pub stacked: Vec<Pid>,
+    /// The free ranges restored at startup that are left, lowest first.
+    pub restored: Vec<Range<u64>>,
+}
+
+impl FreeIds {
+    /// Whether `pid` is among the free ids.
+    #[must_use]
+    pub fn contains(&self, pid: Pid) -> bool {
+        self.stacked.contains(&pid) || self.restored.iter().any(|r| r.contains(&pid.get()))
+    }
+
+    /// How many ids are free.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        let restored: u64 = self.restored.iter().map(|r| r.end - r.start).sum();
+        self.stacked.len() as u64 + restored
+    }
+
+    /// Whether no id is free.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Hands out page ids. `Send + Sync`.
@@ -51,50 +102,58 @@ pub struct PidAllocator {
     next_fresh: AtomicU64,
     recycled: AtomicU64,
     recycler: Arc<Recycler>,
+    /// Free ids restored at startup (module docs), consulted after the stack.
+    restored: Mutex<FreeRanges>,
+    /// `restored` may be non-empty. Cleared once, under its mutex, never set again.
+    has_restored: AtomicBool,
 }
 
 impl PidAllocator {
     /// An allocator whose first id is 0.
     #[must_use]
     pub fn new() -> PidAllocator {
-        PidAllocator::restore(0, [])
+        PidAllocator::from_live(0, [])
     }
 
-    /// An allocator resuming from a checkpoint: fresh ids start at `next_fresh`, and `free` are
-    /// ready for reuse at once (the caller guarantees nobody holds them, e.g. at startup).
+    /// An allocator resuming at startup: fresh ids start at `next_fresh`, and every id below
+    /// it that is not in `live` is ready for reuse at once (nobody holds one at startup). Costs
+    /// memory and time in the number of live ids, not in `next_fresh` (module docs).
     ///
     /// The caller validates ids read from disk first; here a bad list is a programmer error.
     ///
     /// # Panics
-    /// If `next_fresh` exceeds `Pid::MAX + 1`, a free id is not below `next_fresh`, or an id is
-    /// listed twice (it would be handed out twice).
+    /// If `next_fresh` exceeds `Pid::MAX + 1`, a live id is not below `next_fresh`, or an id is
+    /// listed twice.
     #[must_use]
-    pub fn restore(next_fresh: u64, free: impl IntoIterator<Item = Pid>) -> PidAllocator {
-        let free: Vec<Pid> = free.into_iter().collect();
-        let mut sorted = free.clone();
-        sorted.sort_unstable();
-        if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
-            panic!("free id {} listed twice", pair[0]);
-        }
-        assert!(
-            next_fresh <= Pid::MAX.get() + 1,
-            "next fresh id {next_fresh} beyond Pid::MAX"
-        );
-        let recycler = Arc::new(Recycler {
-            stack: PidStack::new(),
-            pending: AtomicU64::new(0),
-        });
-        let guard = epoch::pin();
-        for pid in free {
-            assert!(pid.get() < next_fresh, "free id {pid} was never allocated");
-            recycler.stack.push(pid, &guard);
-        }
-        drop(guard);
+    pub fn from_live(next_fresh: u64, live: impl IntoIterator<Item = Pid>) -> PidAllocator {
+        let ranges = FreeRanges::around(next_fresh, live);
+        let has_restored = !ranges.is_empty();
         PidAllocator {
             next_fresh: AtomicU64::new(next_fresh),
             recycled: AtomicU64::new(0),
-            recycler,
+            recycler: Arc::new(Recycler {
+                stack: PidStack::new(),
+                pending: AtomicU64::new(0),
+            }),
+            restored: Mutex::new(ranges),
+            has_restored: AtomicBool::new(has_restored),
         }
+    }
+
+    /// An allocator with `stacked` already on the recycled stack (tests and models of the
+    /// stack path; `from_live` never stacks).
+    #[cfg(test)]
+    pub(crate) fn with_stacked(next_fresh: u64, stacked: &[Pid]) -> PidAllocator {
+        let alloc = PidAllocator::from_live(next_fresh, (0..next_fresh).filter_map(Pid::new));
+        let guard = epoch::pin();
+        for &pid in stacked {
+            assert!(
+                pid.get() < next_fresh,
+                "stacked id {pid} was never allocated"
+            );
+            alloc.recycler.stack.push(pid, &guard);
+        }
+        alloc
     }
 
     /// A recycled id if one is ready, else a fresh one.
@@ -103,7 +162,12 @@ impl PidAllocator {
     /// If all 2^42 ids are live at once.
     #[must_use]
     pub fn allocate(&self) -> Pid {
-        if let Some(pid) = self.recycler.stack.pop(&epoch::pin()) {
+        let reused = self
+            .recycler
+            .stack
+            .pop(&epoch::pin())
+            .or_else(|| self.take_restored());
+        if let Some(pid) = reused {
             // Relaxed: a statistic.
             self.recycled.fetch_add(1, Ordering::Relaxed);
             return pid;
@@ -120,6 +184,38 @@ impl PidAllocator {
                 );
             }
         }
+    }
+
+    /// The lowest restored free id, if any are left (module docs).
+    fn take_restored(&self) -> Option<Pid> {
+        // Relaxed: the flag carries no data (the ranges are read under the mutex, which orders
+        // them). A stale `true` costs one lock that finds the ranges empty; a `false` is never
+        // stale in the harmful direction, since it is stored only once the ranges are empty
+        // and they never refill.
+        if !self.has_restored.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut ranges = self.lock_restored();
+        let pid = ranges.take();
+        if ranges.is_empty() {
+            // Relaxed: see above.
+            self.has_restored.store(false, Ordering::Relaxed);
+        }
+        pid
+    }
+
+    /// Whether the restored-ranges flag is up (tests and models check it against the ranges).
+    #[cfg(test)]
+    pub(crate) fn has_restored(&self) -> bool {
+        // Relaxed: see `take_restored`.
+        self.has_restored.load(Ordering::Relaxed)
+    }
+
+    /// The restored ranges, locked. Poisoning is ignored: no code path panics while holding
+    /// the lock with the ranges half-changed (`FreeRanges::take` has no panic point before its
+    /// update is complete).
+    fn lock_restored(&self) -> MutexGuard<'_, FreeRanges> {
+        self.restored.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Frees `pid` for reuse once every thread pinned now has unpinned (see the module docs).
@@ -152,8 +248,10 @@ impl PidAllocator {
         self.next_fresh.load(Ordering::Relaxed)
     }
 
-    /// The ids ready for reuse: a hint, racy under concurrent use. Ids whose deferred push is
-    /// still pending are not included, and it is not read atomically with [`Self::next_fresh`].
+    /// The ids ready for reuse: the recycled stack and what is left of the ranges restored at
+    /// startup (as ranges: they may span most of the id space). A hint, racy under concurrent
+    /// use. Ids whose deferred push is still pending are not included, and it is not read
+    /// atomically with [`Self::next_fresh`].
     /// A checkpoint should therefore not rely on it alone: at recovery, the authoritative free
     /// list is the set of ids below `next_fresh` whose slots are `Free`.
     ///
@@ -161,8 +259,11 @@ impl PidAllocator {
     /// the thread flushes (`epoch::pin().flush()`) or exits, so ids freed by a thread that then
     /// idles stay pending for a while: correct, but not reused early.
     #[must_use]
-    pub fn free_ids(&self) -> Vec<Pid> {
-        self.recycler.stack.snapshot(&epoch::pin())
+    pub fn free_ids(&self) -> FreeIds {
+        FreeIds {
+            stacked: self.recycler.stack.snapshot(&epoch::pin()),
+            restored: self.lock_restored().ranges(),
+        }
     }
 
     /// The counters.
@@ -174,6 +275,7 @@ impl PidAllocator {
             recycled: self.recycled.load(Ordering::Relaxed),
             pending_deferred: self.recycler.pending.load(Ordering::Relaxed),
             stacked: self.recycler.stack.len(),
+            restored: self.lock_restored().len(),
         }
     }
 }
@@ -195,7 +297,6 @@ impl fmt::Debug for PidAllocator {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
 
     /// Flushes this thread's deferred garbage and advances the epoch until `done` holds. Other
     /// tests in this binary pin the same global collector and may be descheduled while pinned,
@@ -239,19 +340,100 @@ mod tests {
         assert_eq!(alloc.stats().recycled, 1);
     }
 
+    fn pids(raw: &[u64]) -> Vec<Pid> {
+        raw.iter().map(|&r| Pid::new(r).unwrap()).collect()
+    }
+
     #[test]
-    fn restore_resumes_the_counter_and_free_list() {
-        let free = [Pid::new(3).unwrap(), Pid::new(7).unwrap()];
-        let alloc = PidAllocator::restore(10, free);
-        let got: HashSet<u64> = (0..3).map(|_| alloc.allocate().get()).collect();
-        assert_eq!(got, HashSet::from([3, 7, 10]));
-        assert_eq!(alloc.next_fresh(), 11);
+    fn from_live_hands_out_the_gaps_lowest_first_then_fresh_ids() {
+        let alloc = PidAllocator::from_live(10, pids(&[0, 2, 5, 9]));
+        assert_eq!(alloc.stats().restored, 6);
+        let got: Vec<u64> = (0..8).map(|_| alloc.allocate().get()).collect();
+        assert_eq!(got, vec![1, 3, 4, 6, 7, 8, 10, 11]);
+        assert_eq!(alloc.next_fresh(), 12);
+        let stats = alloc.stats();
+        assert_eq!((stats.recycled, stats.restored, stats.fresh), (6, 0, 12));
+        // Ranges used up: the flag is down and allocation is back on the lock-free path.
+        assert!(!alloc.has_restored());
+    }
+
+    #[test]
+    fn a_high_water_mark_near_the_top_costs_two_ranges() {
+        let top = Pid::MAX.get() + 1;
+        let alloc = PidAllocator::from_live(top, pids(&[1, Pid::MAX.get() - 1]));
+        let free = alloc.free_ids();
+        assert_eq!(
+            free.restored,
+            vec![0..1, 2..Pid::MAX.get() - 1, Pid::MAX.get()..top]
+        );
+        assert_eq!(free.len(), top - 2);
+        assert!(free.contains(Pid::new(0).unwrap()));
+        assert!(!free.contains(Pid::new(1).unwrap()));
+        assert_eq!(alloc.allocate().get(), 0);
+        assert_eq!(alloc.allocate().get(), 2);
+        assert_eq!(alloc.stats().restored, top - 4);
+    }
+
+    /// Restored ids and recycled ids mix: a restored id, once handed out and freed, comes back
+    /// through the stack (after the epoch), never twice; the stack is drawn from first.
+    #[test]
+    fn a_restored_id_freed_again_returns_through_the_stack_once() {
+        let alloc = PidAllocator::from_live(4, pids(&[1, 3]));
+        let first = alloc.allocate();
+        assert_eq!(first.get(), 0);
+        alloc.free(first, &epoch::pin());
+        collect_until(|| alloc.stats().stacked == 1);
+        let mut got: Vec<u64> = (0..3).map(|_| alloc.allocate().get()).collect();
+        assert_eq!(
+            got,
+            vec![0, 2, 4],
+            "stack first, then the ranges, then fresh"
+        );
+        got.sort_unstable();
+        got.dedup();
+        assert_eq!(got.len(), 3);
+        let stats = alloc.stats();
+        assert_eq!(
+            stats.fresh,
+            3 + 2 + stats.pending_deferred + stats.stacked + stats.restored
+        );
     }
 
     #[test]
     #[should_panic(expected = "listed twice")]
-    fn restoring_a_duplicate_free_id_panics() {
-        let _ = PidAllocator::restore(4, [Pid::new(1).unwrap(), Pid::new(1).unwrap()]);
+    fn a_duplicate_live_id_panics() {
+        let _ = PidAllocator::from_live(4, pids(&[1, 1]));
+    }
+
+    /// Threads race on the ranges (and on the fresh counter behind them): every id is handed
+    /// out exactly once, no live id at all, and fresh ids continue at the old mark.
+    #[test]
+    fn concurrent_allocations_from_the_ranges_hand_out_each_id_once() {
+        let live: Vec<u64> = (0..4000).filter(|id| id % 7 == 3).collect();
+        let alloc = PidAllocator::from_live(4000, pids(&live));
+        let free_below = 4000 - live.len() as u64;
+        let per_thread = free_below / 2 + 50;
+        let mut got: Vec<u64> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    let alloc = &alloc;
+                    s.spawn(move || {
+                        (0..per_thread)
+                            .map(|_| alloc.allocate().get())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        got.sort_unstable();
+        let expected: Vec<u64> = (0..4000 + 2 * per_thread - free_below)
+            .filter(|id| !(id < &4000 && id % 7 == 3))
+            .collect();
+        assert_eq!(got, expected);
     }
 
     #[test]
@@ -262,10 +444,14 @@ mod tests {
     }
 
     #[test]
-    fn free_ids_lists_the_stack() {
-        let alloc = PidAllocator::restore(4, [Pid::new(1).unwrap(), Pid::new(2).unwrap()]);
-        let mut ids: Vec<u64> = alloc.free_ids().into_iter().map(Pid::get).collect();
+    fn free_ids_lists_the_stack_and_the_ranges() {
+        let alloc = PidAllocator::with_stacked(4, &pids(&[1, 2]));
+        let mut ids: Vec<u64> = alloc.free_ids().stacked.into_iter().map(Pid::get).collect();
         ids.sort_unstable();
         assert_eq!(ids, vec![1, 2]);
+        assert!(alloc.free_ids().restored.is_empty());
+        let alloc = PidAllocator::from_live(6, pids(&[2]));
+        assert_eq!(alloc.free_ids().restored, vec![0..2, 3..6]);
+        assert!(alloc.free_ids().stacked.is_empty());
     }
 }

@@ -113,7 +113,7 @@ fn concurrent_cas_on_one_slot_is_linearizable() {
 #[test]
 fn allocator_push_pop_races_lose_and_duplicate_nothing() {
     loom::model(|| {
-        let alloc = Arc::new(PidAllocator::restore(2, [pid(0), pid(1)]));
+        let alloc = Arc::new(PidAllocator::with_stacked(2, &[pid(0), pid(1)]));
         let owners: Arc<Vec<AtomicBool>> =
             Arc::new((0..8).map(|_| AtomicBool::new(false)).collect());
         let claim = |owners: &[AtomicBool], id: Pid| {
@@ -141,9 +141,76 @@ fn allocator_push_pop_races_lose_and_duplicate_nothing() {
         let live = 2;
         assert_eq!(
             stats.fresh,
-            live + stats.pending_deferred + stats.stacked,
+            live + stats.pending_deferred + stats.stacked + stats.restored,
             "{stats:?}"
         );
+    });
+}
+
+/// The restored-ranges path: the allocator resumes with ids 0 and 2 free around the live id 1
+/// (so the ranges are {0} and {2}, behind the mutex and the `has_restored` flag). One thread
+/// allocates, frees (deferred push) and allocates again while the other allocates: no id is
+/// handed out twice while live, the live id 1 never, the flag comes down only once the ranges
+/// are empty, and fresh = live + pending + stacked + restored at the end.
+#[test]
+fn restored_ranges_racing_the_stack_hand_out_each_id_once() {
+    loom::model(|| {
+        let alloc = Arc::new(PidAllocator::from_live(3, [pid(1)]));
+        let owners: Arc<Vec<AtomicBool>> =
+            Arc::new((0..8).map(|_| AtomicBool::new(false)).collect());
+        owners[1].store(true, Ordering::Relaxed);
+        let claim = |owners: &[AtomicBool], id: Pid| {
+            let was_owned = owners[id.get() as usize].swap(true, Ordering::AcqRel);
+            assert!(!was_owned, "{id:?} handed out while live");
+        };
+        let churn = {
+            let (alloc, owners) = (Arc::clone(&alloc), Arc::clone(&owners));
+            thread::spawn(move || {
+                let first = alloc.allocate();
+                claim(&owners, first);
+                owners[first.get() as usize].store(false, Ordering::Release);
+                alloc.free(first, &epoch::pin());
+                epoch::pin().flush();
+                let second = alloc.allocate();
+                claim(&owners, second);
+                second
+            })
+        };
+        let mine = alloc.allocate();
+        claim(&owners, mine);
+        let theirs = churn.join().unwrap();
+        assert_ne!(mine, theirs);
+        let stats = alloc.stats();
+        let live = 3;
+        assert_eq!(
+            stats.fresh,
+            live + stats.pending_deferred + stats.stacked + stats.restored,
+            "{stats:?}"
+        );
+        assert_eq!(
+            alloc.has_restored(),
+            stats.restored > 0,
+            "the flag must be down exactly when the ranges are empty: {stats:?}"
+        );
+    });
+}
+
+/// Two threads drain the restored ranges concurrently and run past them into fresh ids: each
+/// id once, the ranges taken lowest first, fresh ids continuing at the restored mark.
+#[test]
+fn two_threads_drain_the_restored_ranges_then_continue_fresh() {
+    loom::model(|| {
+        let alloc = Arc::new(PidAllocator::from_live(4, [pid(1)]));
+        let other = {
+            let alloc = Arc::clone(&alloc);
+            thread::spawn(move || [alloc.allocate().get(), alloc.allocate().get()])
+        };
+        let mut got = vec![alloc.allocate().get(), alloc.allocate().get()];
+        got.extend(other.join().unwrap());
+        got.sort_unstable();
+        assert_eq!(got, vec![0, 2, 3, 4]);
+        let stats = alloc.stats();
+        assert_eq!((stats.fresh, stats.recycled, stats.restored), (5, 3, 0));
     });
 }
 
@@ -231,7 +298,7 @@ fn stack_push_and_pop_across_threads_hand_over_each_id_once() {
 #[test]
 fn deferred_push_racing_allocate_delivers_the_id_once() {
     loom::model(|| {
-        let alloc = Arc::new(PidAllocator::restore(2, []));
+        let alloc = Arc::new(PidAllocator::from_live(2, [pid(0), pid(1)]));
         let freer = {
             let alloc = Arc::clone(&alloc);
             thread::spawn(move || {
@@ -243,7 +310,7 @@ fn deferred_push_racing_allocate_delivers_the_id_once() {
         };
         let mut got = vec![alloc.allocate().get(), alloc.allocate().get()];
         freer.join().unwrap();
-        got.extend(alloc.free_ids().into_iter().map(Pid::get));
+        got.extend(alloc.free_ids().stacked.into_iter().map(Pid::get));
         let stats = alloc.stats();
         got.sort_unstable();
         let mut dedup = got.clone();

@@ -44,6 +44,15 @@ impl Pid {
         self.0
     }
 
+    /// The id at `indices` (root first), the inverse of [`Self::level_indices`].
+    pub(crate) fn from_level_indices(indices: [usize; DEPTH as usize]) -> Pid {
+        let raw = indices.iter().fold(0u64, |acc, &i| {
+            assert!(i < FANOUT, "level index {i} out of range");
+            (acc << LEVEL_BITS) | i as u64
+        });
+        Pid(raw)
+    }
+
     /// The index into each level, root first.
     pub(crate) fn level_indices(self) -> [usize; DEPTH as usize] {
         let mask = (FANOUT - 1) as u64;
@@ -84,6 +93,7 @@ mod tests {
             let back = (((a as u64) << LEVEL_BITS | b as u64) << LEVEL_BITS) | c as u64;
             assert_eq!(back, raw);
             assert!(a < FANOUT && b < FANOUT && c < FANOUT);
+            assert_eq!(Pid::from_level_indices([a, b, c]).get(), raw);
         }
     }
 }

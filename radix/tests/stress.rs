@@ -184,7 +184,7 @@ fn allocate_free_cas_and_read_under_contention() {
     );
     assert_eq!(
         stats.fresh,
-        live.len() as u64 + stats.pending_deferred + stats.stacked,
+        live.len() as u64 + stats.pending_deferred + stats.stacked + stats.restored,
         "ids lost"
     );
     // Identity, not just counts: drain the deferred pushes (every worker has exited, so the
@@ -194,10 +194,12 @@ fn allocate_free_cas_and_read_under_contention() {
         assert!(Instant::now() < drain_deadline, "deferred pushes never ran");
         epoch::pin().flush();
     }
+    let free = shared.alloc.free_ids();
     let mut ids: Vec<u64> = live
         .iter()
         .map(|(pid, _, _)| pid.get())
-        .chain(shared.alloc.free_ids().into_iter().map(Pid::get))
+        .chain(free.stacked.iter().map(|pid| pid.get()))
+        .chain(free.restored.iter().flat_map(|range| range.clone()))
         .collect();
     ids.sort_unstable();
     assert_eq!(
