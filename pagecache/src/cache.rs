@@ -23,7 +23,8 @@ use crate::view::PageView;
 
 /// An open page cache. `&PageCache` is all an operation needs; share it between threads.
 pub struct PageCache<M: PageModel> {
-    inner: Arc<Inner<M>>,
+    /// Crate-visible for the unit tests that reach below the API (recovery's crafted records).
+    pub(crate) inner: Arc<Inner<M>>,
     background: Option<Background>,
 }
 

@@ -2,8 +2,10 @@
 //!
 //! 1. Flush the log and read the durable LSN `C`. Every record below `C` was completed, so
 //!    its slot CAS happened before this read: the walk below sees its effect.
-//! 2. Walk every page id below the allocator's high-water mark and copy each live page's
-//!    fragment locations (re-pinning every few thousand pages so reclamation is not held up).
+//! 2. Walk every page id below the allocator's high-water mark whose radix leaf is installed
+//!    (`RadixTable::present`: absent id ranges are skipped, so the walk costs what the table
+//!    holds, not the mark) and copy each live page's fragment locations (re-pinning every few
+//!    thousand slots so reclamation is not held up).
 //!    A page whose head is staged by an uncommitted group is copied as if the group were
 //!    absent (its view starts below); `group/mod.rs` explains why that is right on both sides
 //!    of `C`.
@@ -25,8 +27,8 @@ use crate::location::Location;
 use crate::model::PageModel;
 use crate::stats::add;
 
-/// Pages visited per epoch pin during the walk.
-const PAGES_PER_PIN: u64 = 4096;
+/// Slots visited per epoch pin during the walk.
+const PAGES_PER_PIN: usize = 4096;
 
 impl<M: PageModel> Inner<M> {
     /// Writes a checkpoint (see the module comment).
@@ -51,15 +53,10 @@ impl<M: PageModel> Inner<M> {
     /// Every live page below `next_fresh` with its fragments, oldest first.
     fn page_table(&self, next_fresh: u64) -> Result<Vec<(Pid, Vec<Location>)>> {
         let mut pages = Vec::new();
-        let mut raw = 0;
-        while raw < next_fresh {
+        let mut slots = self.table.present(0..next_fresh).peekable();
+        while slots.peek().is_some() {
             let guard = epoch::pin();
-            let end = next_fresh.min(raw + PAGES_PER_PIN);
-            for r in raw..end {
-                let Some(pid) = Pid::new(r) else { continue };
-                let Some(slot) = self.table.get(pid) else {
-                    continue;
-                };
+            for (pid, slot) in slots.by_ref().take(PAGES_PER_PIN) {
                 let word = slot.load();
                 match word.state() {
                     SlotState::Free => {}
@@ -74,7 +71,6 @@ impl<M: PageModel> Inner<M> {
                     SlotState::Reserved(_) => panic!("page cache slots are never Reserved"),
                 }
             }
-            raw = end;
         }
         Ok(pages)
     }

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 
 use crossbeam_epoch as epoch;
 use logstore::{SegmentState, SegmentStats};
-use radix::{Pid, SlotState};
+use radix::SlotState;
 
 use crate::error::Result;
 use crate::inner::{view_of, Inner};
@@ -67,14 +67,11 @@ impl<M: PageModel> Inner<M> {
         }
         let seg = self.log.config().segment_size_bytes;
         let in_victim = |offset: u64| victims.contains(&(offset / seg));
-        for raw in 0..self.pids.next_fresh() {
+        // Installed slots only: absent id ranges below the mark are skipped, not probed.
+        for (pid, slot) in self.table.present(0..self.pids.next_fresh()) {
             if report.bytes_relocated >= self.cfg.clean_pass_max_bytes {
                 break;
             }
-            let Some(pid) = Pid::new(raw) else { continue };
-            let Some(slot) = self.table.get(pid) else {
-                continue;
-            };
             let guard = epoch::pin();
             let word = slot.load();
             let mut view = match word.state() {

@@ -40,19 +40,40 @@ impl<M: PageModel> Inner<M> {
             return Ok(());
         };
         let pages = self.pids.next_fresh();
+        // The hand visits installed slots only (`advance_hand`), so a pass costs the slots the
+        // table holds, not the high-water mark: after reopening with a mark near `Pid::MAX`
+        // and a few pages, a bound of `pages` visits would be a hang when nothing is evictable.
+        let slots = pages.min(self.table.stats().slots_installed);
         // Each page needs at most MAX_HEAT + 1 visits to become evictable.
-        let max_steps = pages.saturating_mul(u64::from(crate::node::MAX_HEAT) + 2);
+        let max_steps = slots.saturating_mul(u64::from(crate::node::MAX_HEAT) + 2);
         let mut steps = 0;
         while self.over_budget() && steps < max_steps {
-            // Relaxed: the hand only spreads the work; any value is a valid position.
-            let raw = self.clock_hand.fetch_add(1, Ordering::Relaxed) % pages.max(1);
+            let Some(pid) = self.advance_hand(pages) else {
+                break;
+            };
             steps += 1;
-            let Some(pid) = Pid::new(raw) else { continue };
             if pid != keep {
                 self.clock_step(pid, guard)?;
             }
         }
         Ok(())
+    }
+
+    /// Moves the hand to the next installed slot below `pages` (wrapping once to 0) and
+    /// returns its pid; `None` if no slot below `pages` is installed. Called only by the one
+    /// evictor holding `evicting`.
+    fn advance_hand(&self, pages: u64) -> Option<Pid> {
+        // Relaxed: the hand only spreads the work; any value is a valid position, and the one
+        // evictor at a time (the `evicting` lock) is the only writer.
+        let from = self.clock_hand.load(Ordering::Relaxed) % pages.max(1);
+        let (pid, _) = self
+            .table
+            .present(from..pages)
+            .next()
+            .or_else(|| self.table.present(0..from).next())?;
+        // Relaxed: as above.
+        self.clock_hand.store(pid.get() + 1, Ordering::Relaxed);
+        Some(pid)
     }
 
     /// One hand position: cool the page, or evict it if already cold.

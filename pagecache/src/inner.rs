@@ -55,7 +55,7 @@ pub type Installed<'g, M, T> = std::result::Result<PageView<'g, M>, T>;
 
 impl<M: PageModel> Inner<M> {
     /// Reserves and fills a fragment record; returns it with its future location.
-    fn write_fragment<T: bincode::Encode>(
+    pub(crate) fn write_fragment<T: bincode::Encode>(
         &self,
         kind: Kind,
         pid: Pid,
@@ -418,11 +418,8 @@ impl<M: PageModel> Drop for Inner<M> {
     /// still hold a [`PageView`] (its lifetime is its guard's, not the cache's).
     fn drop(&mut self) {
         let guard = crossbeam_epoch::pin();
-        for raw in 0..self.pids.next_fresh() {
-            let Some(pid) = Pid::new(raw) else { continue };
-            let Some(slot) = self.table.get(pid) else {
-                continue;
-            };
+        // Installed slots only: a chain can only be in one, and the walk skips absent ranges.
+        for (_, slot) in self.table.present(0..self.pids.next_fresh()) {
             let word = slot.load();
             let Some(head) = word.as_ptr::<Node<M>>() else {
                 continue;

@@ -198,3 +198,6 @@ fn materialize<M: PageModel>(
     }
     Ok(head)
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests;
