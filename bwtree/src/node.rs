@@ -6,7 +6,9 @@
 //! values; an index node holds sorted separators, the first equal to `low`, each with the
 //! child covering `[sep_i, sep_{i+1})`.
 
-use bincode::{Decode, Encode};
+use bincode::de::{BorrowDecoder, Decoder};
+use bincode::error::DecodeError;
+use bincode::{BorrowDecode, Decode, Encode};
 
 use crate::base::BatchOps;
 use crate::value::Value;
@@ -21,8 +23,9 @@ const _: () = assert!(std::mem::size_of::<Value>() <= 64);
 /// A raw page id as stored in pages (`radix::Pid::get`).
 pub(crate) type RawPid = u64;
 
-/// A consolidated B-link node.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+/// A consolidated B-link node. Decoding checks the shape that indexing relies on
+/// ([`Node::shape_error`]); the encoding is the derived field-by-field one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode)]
 pub(crate) struct Node {
     /// 0 for leaves; an index node's children are one level below it.
     pub(crate) level: u8,
@@ -105,7 +108,63 @@ pub(crate) enum Page {
     Node(Node),
 }
 
+impl<C> Decode<C> for Node {
+    /// The fields in declaration order (as the derived encoding writes them), then the shape
+    /// check: a node read from disk is validated before anything indexes into it.
+    fn decode<D: Decoder<Context = C>>(d: &mut D) -> Result<Node, DecodeError> {
+        let node = Node {
+            level: Decode::decode(d)?,
+            low: Decode::decode(d)?,
+            high: Decode::decode(d)?,
+            right: Decode::decode(d)?,
+            removed: Decode::decode(d)?,
+            intent: Decode::decode(d)?,
+            keys: Decode::decode(d)?,
+            vals: Decode::decode(d)?,
+            kids: Decode::decode(d)?,
+        };
+        match node.shape_error() {
+            None => Ok(node),
+            Some(broken) => Err(DecodeError::Other(broken)),
+        }
+    }
+}
+
+impl<'de, C> BorrowDecode<'de, C> for Node {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(d: &mut D) -> Result<Node, DecodeError> {
+        Node::decode(d)
+    }
+}
+
 impl Node {
+    /// The broken fact, if the node's arrays do not fit together: a leaf has one value per
+    /// key and no children; an index node has one child per separator, at least one, and no
+    /// values. Every node the tree writes has this shape (`check` asserts it in tests); a
+    /// decoded node without it is corruption, which would otherwise surface as an index out of
+    /// bounds in routing (found by the `open_dir` fuzz target: an index node with a separator
+    /// and no children).
+    pub(crate) fn shape_error(&self) -> Option<&'static str> {
+        if self.is_leaf() {
+            if self.vals.len() != self.keys.len() {
+                return Some("a leaf whose value count differs from its key count");
+            }
+            if !self.kids.is_empty() {
+                return Some("a leaf with children");
+            }
+        } else {
+            if self.kids.len() != self.keys.len() {
+                return Some("an index node whose child count differs from its separator count");
+            }
+            if self.kids.is_empty() {
+                return Some("an index node without children");
+            }
+            if !self.vals.is_empty() {
+                return Some("an index node with values");
+            }
+        }
+        None
+    }
+
     pub(crate) fn is_leaf(&self) -> bool {
         self.level == 0
     }
@@ -192,6 +251,7 @@ impl Node {
     /// Checks the shape invariants (tests and debug builds).
     #[cfg(test)]
     pub(crate) fn check(&self) {
+        assert_eq!(self.shape_error(), None);
         assert!(
             self.keys.windows(2).all(|w| w[0] < w[1]),
             "keys strictly increase"
@@ -212,6 +272,83 @@ impl Node {
         }
         if let (Some(last), Some(high)) = (self.keys.last(), &self.high) {
             assert!(last < high, "keys lie below the high fence");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(node: &Node) -> Result<Node, String> {
+        // The page cache's codec configuration.
+        let config = bincode::config::standard()
+            .with_little_endian()
+            .with_fixed_int_encoding();
+        let bytes = bincode::encode_to_vec(Page::Node(node.clone()), config).unwrap();
+        match bincode::decode_from_slice::<Page, _>(&bytes, config) {
+            Ok((Page::Node(n), _)) => Ok(n),
+            Ok((Page::Catalog(_), _)) => unreachable!("encoded a node"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn index(keys: &[&[u8]], kids: &[RawPid]) -> Node {
+        Node {
+            level: 1,
+            low: Value::from(keys.first().copied().unwrap_or(b"")),
+            keys: keys.iter().map(|&k| Value::from(k)).collect(),
+            kids: kids.to_vec(),
+            ..Node::default()
+        }
+    }
+
+    #[test]
+    fn well_shaped_nodes_decode_as_written() {
+        let leaf = Node {
+            keys: vec![Value::from(&b"a"[..]), Value::from(&b"b"[..])],
+            vals: vec![Value::from(&b"1"[..]), Value::from(&b"2"[..])],
+            ..Node::default()
+        };
+        assert_eq!(roundtrip(&leaf).unwrap(), leaf);
+        assert_eq!(roundtrip(&Node::default()).unwrap(), Node::default());
+        let node = index(&[b"", b"m"], &[3, 4]);
+        assert_eq!(roundtrip(&node).unwrap(), node);
+    }
+
+    /// Regression (`fuzz/corpus/open_dir/index-node-without-children`): an index node with a
+    /// separator and no child decoded, and routing indexed past its children and panicked.
+    #[test]
+    fn mis_shaped_nodes_are_refused_at_decode() {
+        let cases = [
+            (index(&[b""], &[]), "child count differs"),
+            (index(&[], &[]), "without children"),
+            (index(&[b"", b"m"], &[3]), "child count differs"),
+            (
+                Node {
+                    vals: vec![Value::from(&b"v"[..])],
+                    ..index(&[b""], &[3])
+                },
+                "index node with values",
+            ),
+            (
+                Node {
+                    keys: vec![Value::from(&b"a"[..])],
+                    ..Node::default()
+                },
+                "value count differs",
+            ),
+            (
+                Node {
+                    kids: vec![3],
+                    ..Node::default()
+                },
+                "leaf with children",
+            ),
+        ];
+        for (node, broken) in cases {
+            let err = roundtrip(&node).unwrap_err();
+            assert!(err.contains(broken), "{node:?}: {err}");
         }
     }
 }
