@@ -22,7 +22,7 @@
 //! A page's durable state is a base fragment plus delta fragments (at most
 //! [`Config::fragment_cap`]); each fragment record is self-contained for replay
 //! (`fragment.rs`). Checkpoints (`checkpointing.rs`, `checkpoint/`) save the page table while
-//! running; recovery (`recovery.rs`) loads the newest valid one (falling back to the previous)
+//! running; recovery (`recovery/`) loads the newest valid one (falling back to the previous)
 //! and replays the log after it. Cleaning (`cleaner.rs`) rewrites the live pages of sparse
 //! segments so the log can reuse them. Eviction (`evict.rs`) keeps resident heap bytes under
 //! [`Config::cache_capacity_bytes`] with a scan-resistant CLOCK.
