@@ -131,6 +131,9 @@ mod tests {
         /// Taking everything yields exactly the ids below `next_fresh` that are not live, each
         /// once and in ascending order, and `len` counts them down.
         #[test]
+        // Not under Miri: proptest's failure persistence needs the working directory, which
+        // Miri's isolation refuses (the unit tests above cover the same code there).
+        #[cfg_attr(miri, ignore)]
         fn takes_exactly_the_complement_of_the_live_ids(
             next_fresh in 0u64..300,
             live in proptest::collection::btree_set(0u64..300, 0..40),
