@@ -72,7 +72,7 @@ pub fn run(name: &str, options: &Options) -> Result<Vec<report::Row>, String> {
                 cache_capacity_bytes: options.cache_capacity_bytes,
                 batches: if options.full { 100 } else { 20 },
                 range_reads: keys / 2,
-                read_threads: options.threads.iter().copied().filter(|&t| t > 1).collect(),
+                threads: options.threads.iter().copied().filter(|&t| t > 1).collect(),
                 repeats: options.repeats.unwrap_or(if options.full { 3 } else { 1 }),
                 scratch,
             })

@@ -215,8 +215,17 @@ fn open_named(core: &Arc<Core>, name: Value) -> Result<Tree> {
             name: name.clone(),
             root: root.get(),
         };
-        if core.try_prepend(add, &view, &guard)?.is_some() {
-            return Ok(tree(root));
+        match core.try_prepend(add, &view, &guard) {
+            Ok(Some(_)) => return Ok(tree(root)),
+            Ok(None) => {}
+            Err(e) => {
+                // On a full disk the catalog entry was not installed: free the root nobody
+                // names (best effort, as for an unpublished split half).
+                if e.is_storage_full() {
+                    let _ = core.free_unreachable(root.get(), &guard);
+                }
+                return Err(e);
+            }
         }
     }
     Err(Error::Contention("creating a tree"))

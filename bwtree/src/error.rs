@@ -9,8 +9,12 @@ use crate::value::Value;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// A file-system call failed (including a full disk). Data acknowledged by an earlier
-    /// `flush` is safe; reopen the database after fixing the cause.
+    /// A file-system call failed. Data acknowledged by an earlier `flush` is safe.
+    ///
+    /// A full disk ([`Error::is_storage_full`]) is recoverable without reopening: the write
+    /// that met it did not happen (nothing of it is visible or logged), reads go on, and once
+    /// space is freed writes and `flush` succeed again on the same open database. For other
+    /// causes, fix them and reopen.
     Io {
         /// The operation that failed.
         op: String,
@@ -29,8 +33,10 @@ pub enum Error {
     /// The request cannot be served as asked: an oversize key or value, a bad configuration,
     /// a directory holding something else.
     Unsupported(String),
-    /// An earlier write or sync failed, so the database refuses further writes: data it had
-    /// accepted may not be on disk. Reopen it to recover the durable state.
+    /// An earlier sync failed (never retried: the kernel may have dropped the data it could
+    /// not write), or a write failed for a reason other than a full disk, so the database
+    /// refuses further writes: data it had accepted may not be on disk. Reopen it to recover
+    /// the durable state.
     Poisoned(String),
     /// The database is already open, by this process or another (only one open handle per
     /// directory: its `LOCK` file is held while the database is open).
@@ -45,6 +51,22 @@ pub enum Error {
 
 /// Results of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Whether this is a full disk (`ENOSPC`, or `EDQUOT`): the failed write changed nothing
+    /// and poisoned nothing; retry it (and `flush`) once space is freed. Note that the first
+    /// report of a failed *sync* may carry `ENOSPC` too; then the database is poisoned and
+    /// the next write says [`Error::Poisoned`].
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.kind() == std::io::ErrorKind::QuotaExceeded
+            }
+            _ => false,
+        }
+    }
+}
 
 /// A failed [`compare_and_swap`](crate::Tree::compare_and_swap): what the key held instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,8 +144,9 @@ impl fmt::Display for Error {
         match self {
             Error::Io { op, path, source } => write!(
                 f,
-                "{op} failed for {}: {source}; data flushed before this is safe: fix the cause \
-                 (disk space, permissions) and reopen",
+                "{op} failed for {}: {source}; data flushed before this is safe: if the disk is \
+                 full, free space and retry the call; otherwise fix the cause and \
+                 reopen",
                 path.display()
             ),
             Error::Corruption { what, at } => write!(

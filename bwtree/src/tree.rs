@@ -190,7 +190,13 @@ impl Tree {
             };
             if self.core.try_prepend(delta, &leaf.view, &guard)?.is_some() {
                 if removing {
-                    self.merge_if_small(leaf.pid, &leaf.path, &guard)?;
+                    match self.merge_if_small(leaf.pid, &leaf.path, &guard) {
+                        // The write is done (visible and logged): a full disk only postpones
+                        // the merge, which a later removal retries. Reporting it would make
+                        // the caller count a completed write as failed.
+                        Err(e) if e.is_storage_full() => {}
+                        r => r?,
+                    }
                 }
                 return Ok(out);
             }

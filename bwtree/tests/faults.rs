@@ -9,7 +9,9 @@
 //! - every failing call returns a clear `bwtree::Error` (I/O, poisoned, corruption: see
 //!   `common::workload::kind`); a panic anywhere fails the test with the run's seed;
 //! - successful reads and the values writes return match the `BTreeMap` model;
-//! - after the first failed write (the one step whose effect is uncertain) the run stops; the
+//! - a write that fails on a full disk (`Error::is_storage_full`) changed nothing: the model
+//!   drops it and the run goes on;
+//! - after the first other failed write (the one step whose effect is uncertain) the run stops; the
 //!   database is dropped with the faults still active, power fails (`CrashMode::CHAOS`), and
 //!   it must reopen and hold the model after a prefix of the writes that contains every write
 //!   acknowledged by a successful `flush`.
@@ -44,6 +46,7 @@ struct Tally {
     sites: FaultCounts,
     errors: BTreeMap<&'static str, u64>,
     stopped_by_failed_write: u64,
+    continued_after_full_disk: u64,
     failed_opens: u64,
     writes: u64,
     acked: u64,
@@ -119,6 +122,15 @@ impl Run {
         tally.writes += 1;
         match result {
             Ok(()) => Next::Continue,
+            Err(e) if e.is_storage_full() => {
+                // A full disk fails a write before anything of it is published or logged,
+                // and poisons nothing: the write did not happen, and the run goes on.
+                tally.error(&e);
+                tally.continued_after_full_disk += 1;
+                self.states.pop();
+                self.model = self.states.last().expect("the initial state").clone();
+                Next::Continue
+            }
             Err(e) => {
                 tally.error(&e);
                 tally.stopped_by_failed_write += 1;

@@ -22,6 +22,17 @@ pub(crate) fn blob_path(log_dir: &Path, id: u64) -> PathBuf {
     blob_dir(log_dir).join(format!("{id:016x}"))
 }
 
+/// How [`write_blob`] failed: the policy differs (see `Reservation::complete`).
+#[derive(Debug)]
+pub(crate) enum BlobError {
+    /// Creating or writing the file failed. With a full disk nothing was acknowledged: the
+    /// caller removes the partial file and reports the error, and may retry.
+    Write(Error),
+    /// A sync failed: never retried (the kernel may have dropped the dirty pages), so the log
+    /// is poisoned.
+    Sync(Error),
+}
+
 /// Writes blob `id` durably (file data, then the directory entry). Blocks on two fsyncs; the
 /// caller holds no reservation.
 pub(crate) fn write_blob(
@@ -29,20 +40,20 @@ pub(crate) fn write_blob(
     log_dir: &Path,
     id: u64,
     body: &[u8],
-) -> Result<BlobPointer> {
+) -> std::result::Result<BlobPointer, BlobError> {
     let path = blob_path(log_dir, id);
     let (bytes, crc) = encode_blob_file(id, body);
     let f = storage
         .open_file(&path, true)
-        .map_err(|e| Error::io("create blob", &path, e))?;
+        .map_err(|e| BlobError::Write(Error::io("create blob", &path, e)))?;
     f.write_all_at(&bytes, 0)
-        .map_err(|e| Error::io("write blob", &path, e))?;
+        .map_err(|e| BlobError::Write(Error::io("write blob", &path, e)))?;
     f.sync_all()
-        .map_err(|e| Error::io("fsync blob", &path, e))?;
+        .map_err(|e| BlobError::Sync(Error::io("fsync blob", &path, e)))?;
     let dir = blob_dir(log_dir);
     storage
         .sync_dir(&dir)
-        .map_err(|e| Error::io("fsync blob directory", &dir, e))?;
+        .map_err(|e| BlobError::Sync(Error::io("fsync blob directory", &dir, e)))?;
     Ok(BlobPointer {
         id,
         len: body.len() as u64,

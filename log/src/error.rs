@@ -26,8 +26,10 @@ pub enum Error {
         /// The byte offset in the file.
         offset: u64,
     },
-    /// An earlier write or sync failed; the log refuses all further work because data it had
-    /// accepted may be lost (fsync errors are not retryable). Reopen the log to recover.
+    /// An earlier sync failed, or a write failed for a reason other than a full disk; the log
+    /// refuses all further writes because data it had accepted may be lost (fsync errors are
+    /// not retryable). Reopen the log to recover. (A full disk is not poison: see
+    /// [`Error::is_storage_full`].)
     Poisoned {
         /// The text of the original failure.
         cause: String,
@@ -63,6 +65,18 @@ impl Error {
         }
     }
 
+    /// Whether this is a full disk (`ENOSPC`, or `EDQUOT`) met while writing a buffer,
+    /// creating or growing a file, or writing a blob. Such a failure acknowledged nothing and
+    /// poisons nothing: the log keeps the data in memory and retries; durability waits,
+    /// and reservations once every buffer waits for the stalled one, fail with this error
+    /// until space is freed, then succeed again on the same open log.
+    ///
+    /// A failed sync reports the error it got once (possibly `ENOSPC` too) and `Poisoned`
+    /// afterwards: only [`Error::Poisoned`] says the log gave up.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if is_out_of_space(source))
+    }
+
     pub(crate) fn corruption(
         what: impl Into<String>,
         path: impl Into<PathBuf>,
@@ -76,12 +90,20 @@ impl Error {
     }
 }
 
+/// `ENOSPC` or `EDQUOT`: the write may succeed once space is freed.
+pub(crate) fn is_out_of_space(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || e.kind() == io::ErrorKind::QuotaExceeded
+        || e.raw_os_error() == Some(libc::EDQUOT)
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io { op, path, source } => write!(
                 f,
-                "log I/O failed: {op} on {}: {source}; check the device and free space, then reopen",
+                "log I/O failed: {op} on {}: {source}; if the disk is full, free space and retry \
+                 (the log retries its buffered writes); otherwise check the device and reopen",
                 path.display()
             ),
             Error::Corruption { what, path, offset } => write!(
@@ -96,7 +118,10 @@ impl fmt::Display for Error {
                  the last successful flush may be lost: reopen the log to recover"
             ),
             Error::RecordTooLarge { len, max } => {
-                write!(f, "record of {len} bytes exceeds the maximum of {max} bytes; split it")
+                write!(
+                    f,
+                    "record of {len} bytes exceeds the maximum of {max} bytes; split it"
+                )
             }
             Error::Config(msg) => write!(f, "invalid log configuration: {msg}"),
             Error::StalePointer(msg) => write!(f, "stale disk pointer: {msg}"),

@@ -19,8 +19,16 @@
 //!    buffers too and lead one `fdatasync` at a time for everyone written so far (group
 //!    commit, waiting briefly for committers it expects: [`Config::group_commit_wait_us`]);
 //!    the durable LSN is the end of the longest contiguous written-and-synced prefix.
-//!    [`Log::make_stable`] and [`Log::flush`] wait for it. Any write or sync failure poisons
-//!    the log: every later call returns [`Error::Poisoned`].
+//!    [`Log::make_stable`] and [`Log::flush`] wait for it.
+//!
+//!    A full disk (`ENOSPC`/`EDQUOT` on a write, file growth or blob) is recoverable
+//!    ([`Error::is_storage_full`]): the buffer stays in memory, readable, and is rewritten at
+//!    the same offset later; `written_end` and the durable LSN never pass it. Durability
+//!    waits, and reservations once every buffer waits for the stalled one, return the typed
+//!    [`Error::Io`] promptly instead of waiting; once space is freed the same log goes on
+//!    (`writer/stall.rs`). Any sync failure (whatever its error: after a failed `fsync` the
+//!    kernel may have dropped the dirty pages, so it is never retried) and any other write
+//!    failure poison the log: every later write returns [`Error::Poisoned`].
 //! 4. Records larger than a buffer go to a blob file, fsynced with its directory, before a
 //!    small pointer record is completed.
 //! 5. [`Log::open`] scans segments in LSN order from a start LSN, stops at the first invalid

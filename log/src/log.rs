@@ -161,6 +161,10 @@ impl Log {
     /// May wait for a buffer to be written out. Holding another reservation while calling this
     /// can deadlock once every buffer is sealed behind the held one: finish one reservation
     /// before starting the next.
+    ///
+    /// On a full disk, reservations go on filling the buffers that are free; once the next
+    /// buffer to fill is one whose write stalled, this retries that write and returns its
+    /// full-disk [`Error::Io`] if it fails again (it never waits for space to be freed).
     pub fn reserve(&self, len: usize) -> Result<Reservation<'_>> {
         self.shared.check_poison()?;
         if len as u64 > MAX_RECORD_BYTES {
@@ -188,12 +192,17 @@ impl Log {
     /// Blocks until every record reserved at or before `lsn` and completed is durable (written
     /// and fsynced). Seals the buffer holding `lsn` if it is still open. Do not call while
     /// holding a reservation.
+    ///
+    /// On a full disk it does not wait for space: if a buffer it needs cannot be written it
+    /// returns that [`Error::Io`] (`ENOSPC`, see [`Error::is_storage_full`]) once a retry
+    /// failed; the records stay in memory and a later call succeeds once space is freed.
     pub fn make_stable(&self, lsn: Lsn) -> Result<()> {
         let target = self.shared.seal_for(Some(lsn.0.saturating_add(1)))?;
         writer::wait_durable(&self.shared, target)
     }
 
-    /// Blocks until every record completed before the call is durable.
+    /// Blocks until every record completed before the call is durable. On a full disk, fails
+    /// as [`Log::make_stable`] does.
     pub fn flush(&self) -> Result<()> {
         let target = self.shared.seal_for(None)?;
         writer::wait_durable(&self.shared, target)
@@ -215,11 +224,13 @@ impl Log {
     /// holders to finish, which they do without blocking. Do not call this while holding a
     /// reservation: if it sits in the buffer the record is in, the wait never ends.
     ///
-    /// Reads go on after an I/O failure poisoned the log (a full disk must not make the data
-    /// unreadable): every read checks the record's LSN, salt and CRC, so a record that a failed
-    /// write or sync lost is an error, never wrong data, and that error is reported as the
-    /// poison (its cause is what went wrong). After a panic poisoned the log (a broken
-    /// invariant) reads are refused.
+    /// Reads go on while the disk is full: a record in a buffer whose write stalled is copied
+    /// from that buffer (it stays in memory, handed off, until a retry writes it), and reading
+    /// a record of the buffer being filled seals it without waiting for the next buffer's
+    /// install. Reads go on after an I/O failure poisoned the log too: every read checks the
+    /// record's LSN, salt and CRC, so a record that a failed write or sync lost is an error,
+    /// never wrong data, and that error is reported as the poison (its cause is what went
+    /// wrong). After a panic poisoned the log (a broken invariant) reads are refused.
     pub fn read(&self, ptr: DiskPtr) -> Result<Vec<u8>> {
         if self.shared.reads_refused() {
             return Err(self.shared.poison_error());
@@ -345,12 +356,8 @@ impl Log {
     /// reserved is no completed record: `StalePointer`, without waiting.
     fn wait_handed_off(&self, idx: usize, base: u64, end: u64) -> Result<()> {
         let sh = &self.shared;
-        let reserved = sh.seal_for(Some(end))?;
-        if reserved < end {
-            return Err(Error::StalePointer(format!(
-                "LSNs up to {end} have not been reserved yet (reserved up to {reserved})"
-            )));
-        }
+        // Seals without waiting for the next buffer's install, which may wait for disk space.
+        sh.seal_for_read(idx, base, end)?;
         bump(&sh.counters.buffered_read_waits, 1);
         let buf = &sh.bufs[idx];
         let mut st = lock(&sh.stable);

@@ -1,6 +1,6 @@
 //! [`Reservation`]: space claimed in the log that its holder fills, then completes or aborts.
 
-use crate::blob;
+use crate::blob::{self, BlobError};
 use crate::error::{Error, Result};
 use crate::format::encode::{encode_blob_pointer, encode_record_header};
 use crate::format::{RecordKind, BLOB_POINTER_BODY_LEN, RECORD_HEADER_LEN};
@@ -80,8 +80,9 @@ impl<'a> Reservation<'a> {
     /// Seals the record with its CRC. Returns its LSN and location. The record is then part
     /// of the log's order; it is durable once `make_stable`/`flush` covering it returns `Ok`
     /// (if the log was poisoned meanwhile, those report it). For oversized records the blob is
-    /// written first; a failure there is returned (and poisons the log) and the record is not
-    /// in the log.
+    /// written first; a failure there is returned and the record is not in the log: a full
+    /// disk ([`Error::is_storage_full`]) poisons nothing (the partial blob is removed, retry
+    /// later), a failed sync or any other write failure poisons the log.
     pub fn complete(mut self) -> Result<(Lsn, DiskPtr)> {
         match std::mem::replace(&mut self.claim, Claim::Done) {
             Claim::Inline(s) => {
@@ -141,13 +142,31 @@ impl<'a> Reservation<'a> {
         sh.check_poison()?;
         // Relaxed: uniqueness only.
         let id = sh.next_blob.fetch_add(1, Ordering::Relaxed);
-        let p = blob::write_blob(sh.storage.as_ref(), &sh.cfg.path, id, body).inspect_err(|e| {
-            if matches!(e, Error::Io { .. }) {
-                sh.poison(e.to_string());
+        let p = match blob::write_blob(sh.storage.as_ref(), &sh.cfg.path, id, body) {
+            Ok(p) => p,
+            Err(BlobError::Write(e)) if e.is_storage_full() => {
+                // Nothing acknowledged, nothing poisoned: free the space the partial file
+                // took (best effort: a leftover is an orphan no pointer names) and report.
+                bump(&sh.counters.full_disk_retries, 1);
+                remove_orphan_blob(sh, id);
+                return Err(e);
             }
-        })?;
+            Err(BlobError::Write(e) | BlobError::Sync(e)) => {
+                if matches!(e, Error::Io { .. }) {
+                    sh.poison(e.to_string());
+                }
+                return Err(e);
+            }
+        };
         bump(&sh.counters.blobs_written, 1);
-        let slot = sh.reserve_inline((RECORD_HEADER_LEN + BLOB_POINTER_BODY_LEN) as u32)?;
+        let slot = match sh.reserve_inline((RECORD_HEADER_LEN + BLOB_POINTER_BODY_LEN) as u32) {
+            Ok(slot) => slot,
+            Err(e) => {
+                // No pointer will name the blob (a full disk stalled the rotation).
+                remove_orphan_blob(sh, id);
+                return Err(e);
+            }
+        };
         let buf = &sh.bufs[slot.idx];
         // SAFETY: we hold the fresh slot's range; no other slice of it exists.
         let b = unsafe {
@@ -160,6 +179,13 @@ impl<'a> Reservation<'a> {
         let ptr = self.seal_inline(slot, RecordKind::BlobPointer, Some(id));
         Ok((ptr.lsn, ptr))
     }
+}
+
+/// Removes a blob file no pointer record names (after a failed `complete`). Best effort: an
+/// orphan left behind costs space, never correctness (no pointer names it).
+fn remove_orphan_blob(sh: &crate::shared::Shared, id: u64) {
+    let path = blob::blob_path(&sh.cfg.path, id);
+    let _ = sh.storage.remove_file(&path);
 }
 
 impl Drop for Reservation<'_> {

@@ -1,5 +1,6 @@
 //! State shared by the [`Log`](crate::Log) handle, its reservations, the I/O writer thread and
-//! the flusher: the buffer rotation (reserve, seal, hand off, install) and the poison flag.
+//! the flusher: the buffer rotation (reserve, seal, hand off, install), the full-disk stall and
+//! the poison flag.
 //!
 //! Rotation protocol. `current` is the sequence number of the one installed, unsealed buffer
 //! (`bufs[current % count]`). A reserver CASes that buffer's word. When a record does not fit,
@@ -10,6 +11,20 @@
 //! segment if the next LSN starts one, publishes the new incarnation, and advances `current`.
 //! Everyone else who meets a sealed word waits for `current` to advance; nobody waits while
 //! holding a reservation, except as documented on [`Log::reserve`](crate::Log::reserve).
+//!
+//! A full disk. Step (3) may find `bufs[(seq + 1) % count]` stalled (its write met `ENOSPC`
+//! and waits for a retry, `writer/stall.rs`). The installer then retries that write once and,
+//! if it fails again, gives up *before changing anything*: it parks the step in
+//! `Stable::pending_install` (under the `stable` lock) and returns. The seal stands, `current`
+//! stays at `seq`, and the sealed buffer is handed off as usual. Invariant: while
+//! `pending_install` is set, `current` names a sealed buffer and the parked step is
+//! `current + 1`; at most one step is parked, and only the thread that took it out of
+//! `pending_install` (or the sealer, before parking it) may install. A thread that meets the
+//! sealed word (`wait_for_advance`) takes the parked step and becomes the installer, unless a
+//! retry already failed since it started waiting: then it returns the full-disk error instead
+//! of waiting. So reservations fail promptly once every buffer waits for the stalled one, and
+//! the rotation resumes on the first call after space is freed. Readers never wait for the
+//! rotation (`seal_for_read`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,7 +33,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crate::buffer::state::{Reserve, Snapshot};
 use crate::buffer::{Incarnation, IoBuffer, Status};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{is_out_of_space, Error, Result};
 use crate::format::encode::{encode_record_header, encode_segment_header};
 use crate::format::{RecordKind, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::io::{Storage, StorageFile};
@@ -58,7 +73,13 @@ pub(crate) struct Stable {
     pub sync_requested: u64,
     /// Who leads the next sync, how many committers to gather (`writer::commit`).
     pub commit: crate::writer::GroupCommit,
-    /// The first write/sync failure.
+    /// Buffers whose write met a full disk, waiting to be retried (`writer/stall.rs`).
+    pub stall: crate::writer::Stall,
+    /// A rotation step that could not run because the buffer it installs is stalled (see the
+    /// module comment): whoever next meets the sealed buffer takes it and retries.
+    pub pending_install: Option<PendingInstall>,
+    /// The first failure that poisoned the log (a failed sync, a write failure other than a
+    /// full disk, or a panic).
     pub poison: Option<String>,
     /// The poison came from a panicking log thread (a broken invariant), not an I/O failure:
     /// then reads are refused too.
@@ -70,6 +91,14 @@ pub(crate) struct Stable {
     /// Readers waiting (on `stable_cv`) for a buffer to be handed off; hand-offs notify
     /// `stable_cv` only when this is non-zero.
     pub read_waiters: usize,
+}
+
+/// The arguments of an [`Shared::install`] that gave up (see [`Stable::pending_install`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PendingInstall {
+    pub seq: u64,
+    pub base: u64,
+    pub prev: Option<(SegmentId, u32)>,
 }
 
 /// A claimed byte range in a buffer.
@@ -305,8 +334,73 @@ impl Shared {
         };
         self.finish(idx);
         let next_base = inc.base_lsn + u64::from(end);
-        self.install(inc.seq + 1, next_base, Some((inc.segment, inc.salt)))?;
+        let next = PendingInstall {
+            seq: inc.seq + 1,
+            base: next_base,
+            prev: Some((inc.segment, inc.salt)),
+        };
+        match self.install_or_defer(next) {
+            Ok(()) => {}
+            // The seal stands and the buffer is handed off as usual; the rotation waits for
+            // disk space (whoever meets the sealed buffer retries the install).
+            Err(e) if e.is_storage_full() && self.check_poison().is_ok() => {}
+            Err(e) => return Err(e),
+        }
         Ok(Some(next_base))
+    }
+
+    /// [`Shared::install`]; if it fails because the buffer to install is stalled on a full
+    /// disk, parks the step in `pending_install` for the next thread that meets the sealed
+    /// buffer (`wait_for_advance`), and returns the error.
+    fn install_or_defer(&self, p: PendingInstall) -> Result<()> {
+        let r = self.install(p.seq, p.base, p.prev);
+        if let Err(e) = &r {
+            if e.is_storage_full() {
+                let mut st = lock(&self.stable);
+                assert!(
+                    st.pending_install.is_none(),
+                    "two deferred installs: {:?} and {p:?}",
+                    st.pending_install
+                );
+                st.pending_install = Some(p);
+                drop(st);
+                self.stable_cv.notify_all();
+            }
+        }
+        r
+    }
+
+    /// Waits until buffer `idx` is written out and free (for its next install). If it is
+    /// stalled on a full disk, retries its write (or waits for the thread retrying it), and
+    /// fails with the full-disk error once a retry failed since this call started: an install
+    /// must not wait for free space with the whole rotation behind it.
+    fn wait_free(&self, idx: usize) -> Result<()> {
+        let buf = &self.bufs[idx];
+        let mut st = lock(&self.stable);
+        let seen = st.stall.failures;
+        loop {
+            if st.poison.is_some() {
+                drop(st);
+                return Err(self.poison_error());
+            }
+            let free = buf.word.load().is_handoff() && *lock(&buf.status) == Status::Free;
+            if free {
+                return Ok(());
+            }
+            if st.stall.holds(idx) {
+                if st.stall.failures != seen {
+                    return Err(st.stall.error());
+                }
+                let batch = st.stall.take_idle();
+                if !batch.is_empty() {
+                    drop(st);
+                    crate::writer::write_taken(self, &batch, "installer retrying stalled buffers");
+                    st = lock(&self.stable);
+                    continue;
+                }
+            }
+            st = wait(&self.stable_cv, st);
+        }
     }
 
     /// Drops one writer slot of buffer `idx`; the last writer out of a sealed buffer hands it
@@ -352,20 +446,9 @@ impl Shared {
     ) -> Result<()> {
         let idx = (seq % self.bufs.len() as u64) as usize;
         let buf = &self.bufs[idx];
-        {
-            let mut st = lock(&self.stable);
-            loop {
-                if st.poison.is_some() {
-                    drop(st);
-                    return Err(self.poison_error());
-                }
-                let free = buf.word.load().is_handoff() && *lock(&buf.status) == Status::Free;
-                if free {
-                    break;
-                }
-                st = wait(&self.stable_cv, st);
-            }
-        }
+        // The only step that may fail with a full disk, and it changes nothing: a failed
+        // install can be retried from the start (see `install_or_defer`).
+        self.wait_free(idx)?;
         let seg = self.seg_size();
         let in_seg = base % seg;
         let buf_size = self.cfg.io_buffer_size_bytes;
@@ -387,10 +470,18 @@ impl Shared {
             if let Some(len) = grow {
                 // Growth is geometric, so this sync is rare; it keeps "after flush nothing is
                 // unsynced" literally true (the size change need not wait for the next data).
-                self.file
-                    .set_len(len)
-                    .and_then(|()| self.file.sync_data())
-                    .map_err(|e| self.fail("grow data file", &self.data_path, e))?;
+                match self.file.set_len(len) {
+                    Ok(()) => self
+                        .file
+                        .sync_data()
+                        .map_err(|e| self.fail("fdatasync grown data file", &self.data_path, e))?,
+                    // A full disk: go on without the slack. The buffers of the new segment
+                    // extend the file when they are written (`pwrite` past the end), and a
+                    // write that finds no space stalls and is retried; the sync after it covers
+                    // the size. Recovery sizes the slot table from the file's length.
+                    Err(e) if is_out_of_space(&e) => bump(&self.counters.full_disk_retries, 1),
+                    Err(e) => return Err(self.fail("grow data file", &self.data_path, e)),
+                }
             }
             table.buffer_installed(id);
             drop(table);
@@ -445,6 +536,7 @@ impl Shared {
             std::thread::yield_now();
         }
         let mut st = lock(&self.stable);
+        let seen = st.stall.failures;
         loop {
             if st.poison.is_some() {
                 drop(st);
@@ -454,7 +546,49 @@ impl Shared {
             if self.current.load(Ordering::Acquire) != seq {
                 return Ok(());
             }
+            if let Some(p) = st.pending_install {
+                assert_eq!(
+                    p.seq,
+                    seq + 1,
+                    "a deferred install that is not the next one"
+                );
+                // One retry per caller: a retry that failed since we started is our answer.
+                if st.stall.failures != seen {
+                    return Err(st.stall.error());
+                }
+                // Taking it under the lock makes us the installer (as the sealer was).
+                st.pending_install = None;
+                drop(st);
+                return self.install_or_defer(p);
+            }
             st = wait(&self.stable_cv, st);
+        }
+    }
+
+    /// Seals buffer `idx` if it still fills the incarnation from `base` and LSNs up to `end`
+    /// were reserved in it, so a reader can wait for its hand-off (see `Log::read`). Unlike
+    /// [`Shared::seal_for`] it never waits for the rotation to advance: a reader must not fail
+    /// because the next buffer cannot be installed yet (a full disk).
+    pub(crate) fn seal_for_read(&self, idx: usize, base: u64, end: u64) -> Result<()> {
+        let buf = &self.bufs[idx];
+        loop {
+            let Some((snap, inc)) = buf.validated_view() else {
+                // Mid-install (which waits for nothing once it has a free buffer).
+                std::thread::yield_now();
+                continue;
+            };
+            if inc.base_lsn != base || snap.is_sealed() {
+                return Ok(());
+            }
+            let head = base + u64::from(snap.offset());
+            if head < end {
+                return Err(Error::StalePointer(format!(
+                    "LSNs up to {end} have not been reserved yet (reserved up to {head})"
+                )));
+            }
+            if self.try_seal(idx, snap, false)?.is_some() {
+                return Ok(());
+            }
         }
     }
 

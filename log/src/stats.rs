@@ -38,6 +38,9 @@ pub struct LogStats {
     pub head_view_fallbacks: u64,
     /// Reads of a record whose buffer was still being filled, which waited for its hand-off.
     pub buffered_read_waits: u64,
+    /// Writes (buffers, data-file growth, freed-segment headers) that met a full disk and were
+    /// kept to be retried, rather than poisoning the log.
+    pub full_disk_retries: u64,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +59,7 @@ pub(crate) struct Counters {
     pub segments_freed: StdAtomicU64,
     pub head_view_fallbacks: StdAtomicU64,
     pub buffered_read_waits: StdAtomicU64,
+    pub full_disk_retries: StdAtomicU64,
 }
 
 /// Adds `n` to a counter (Relaxed: statistics only).
@@ -81,6 +85,7 @@ impl Counters {
             segments_freed: g(&self.segments_freed),
             head_view_fallbacks: g(&self.head_view_fallbacks),
             buffered_read_waits: g(&self.buffered_read_waits),
+            full_disk_retries: g(&self.full_disk_retries),
         }
     }
 }

@@ -12,18 +12,25 @@
 //! order (by this thread or a waiter); `written_end` only advances over contiguous ranges, and
 //! `durable` becomes the `written_end` observed before a successful sync. Reclaim rounds run
 //! after every batch this thread writes and after every sync (on the syncing thread).
+//!
+//! A full disk (see [`stall`]) stalls a buffer instead of poisoning the log: it stays in
+//! memory and is written again later, by this thread after a backoff or by whoever needs it.
+//! Syncs failures, and write failures other than a full disk, still poison.
 
 mod commit;
+mod stall;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(crate) use commit::{wait_durable, GroupCommit};
+pub(crate) use stall::Stall;
 
 use crossbeam_epoch as epoch;
 
 use crate::blob;
 use crate::buffer::Status;
+use crate::error::is_out_of_space;
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::shared::{lock, wait, Shared, Stable};
 use crate::stats::bump;
@@ -85,23 +92,46 @@ pub(crate) fn io_loop(sh: Arc<Shared>) {
             let mut st = lock(&sh.stable);
             loop {
                 if !st.queue.is_empty() {
-                    break;
+                    break std::mem::take(&mut st.queue);
                 }
                 if st.shutdown {
+                    // Stalled buffers stay unwritten: nothing waits for them any more (a
+                    // closing log's last flush reported the full disk).
                     return;
                 }
-                st = wait(&sh.io_cv, st);
+                match st.stall.retry_in(Instant::now()) {
+                    Some(d) if d.is_zero() => break st.stall.take_idle(),
+                    Some(d) => {
+                        st = sh
+                            .io_cv
+                            .wait_timeout(st, d)
+                            .unwrap_or_else(|_| panic!("log mutex poisoned by an earlier panic"))
+                            .0;
+                    }
+                    None => st = wait(&sh.io_cv, st),
+                }
             }
-            std::mem::take(&mut st.queue)
         };
         write_batch(&sh, &batch);
         reclaim(&sh);
     }
 }
 
-/// Writes handed-off buffers. After a failure the log is poisoned and later buffers are
-/// dropped (never marked free, so nothing reuses them; every waiter sees the poison).
-fn write_batch(sh: &Shared, batch: &[usize]) {
+/// [`write_batch`] on a thread that is not the I/O writer (a committer or an installer that
+/// took buffers off the queue or the stall list): a panic there poisons the log too.
+pub(crate) fn write_taken(sh: &Shared, batch: &[usize], role: &'static str) {
+    let _poison_on_panic = PoisonOnUnwind::new(sh, role);
+    write_batch(sh, batch);
+}
+
+/// Writes handed-off buffers (fresh ones from the queue, or stalled ones taken for a retry),
+/// each at its own file offset, in the order given.
+///
+/// A write that meets a full disk stalls its buffer (see [`stall`]): it stays `HandedOff`
+/// (readable from memory, never reused), is not noted written, and the batch goes on with the
+/// next buffer. Any other failure poisons the log and drops the rest of the batch (never
+/// marked free, so nothing reuses them; every waiter sees the poison).
+pub(crate) fn write_batch(sh: &Shared, batch: &[usize]) {
     for &idx in batch {
         // Acquire: pairs with the Release in `Shared::poison`.
         if sh.poisoned.load(Ordering::Acquire) {
@@ -111,13 +141,27 @@ fn write_batch(sh: &Shared, batch: &[usize]) {
         let inc = buf.incarnation();
         let end = buf.end();
         // SAFETY: the buffer was handed off (sealed, no writers) and is not marked free yet, so
-        // nobody writes any of its bytes until the status store below.
+        // nobody writes any of its bytes until the status store below; whoever took it from
+        // the queue or the stall list is its only writer (both are taken under the lock).
         let bytes = unsafe { buf.mem.slice(0, end as usize) };
         // An empty buffer (none is sealed today, see `note_written`) has nothing to write.
         if end > 0 {
+            // Positional: a retry rewrites the same bytes at the same offset, so a short write
+            // before an earlier failure is simply overwritten.
             if let Err(e) = sh.file.write_all_at(bytes, inc.file_offset) {
-                sh.fail("write buffer", &sh.data_path, e);
-                return;
+                if !is_out_of_space(&e) {
+                    sh.fail("write buffer", &sh.data_path, e);
+                    return;
+                }
+                bump(&sh.counters.full_disk_retries, 1);
+                let mut st = lock(&sh.stable);
+                st.stall
+                    .failed(inc.base_lsn, idx, "write buffer", sh.data_path.clone(), &e);
+                drop(st);
+                // Waiters learn the retry failed; the I/O writer re-arms its backoff.
+                sh.stable_cv.notify_all();
+                sh.io_cv.notify_one();
+                continue;
             }
             bump(&sh.counters.buffers_written, 1);
             bump(&sh.counters.bytes_written, u64::from(end));
@@ -134,6 +178,7 @@ fn write_batch(sh: &Shared, batch: &[usize]) {
         }
         *lock(&buf.status) = Status::Free;
         let mut st = lock(&sh.stable);
+        st.stall.written(inc.base_lsn);
         note_written(&mut st, inc.base_lsn, inc.base_lsn + u64::from(end));
         drop(st);
         sh.stable_cv.notify_all();
@@ -208,10 +253,21 @@ pub(crate) fn reclaim(sh: &Shared) {
     let mut table = lock(&sh.segments);
     if let Some(len) = table.shrink_target() {
         // Under the table lock so no allocation grows the file meanwhile.
-        let r = sh.file.set_len(len).and_then(|()| sh.file.sync_data());
-        if let Err(e) = r {
-            drop(table);
-            sh.fail("truncate data file", &sh.data_path, e);
+        match sh.file.set_len(len) {
+            Ok(()) => {
+                if let Err(e) = sh.file.sync_data() {
+                    drop(table);
+                    sh.fail("fdatasync truncated data file", &sh.data_path, e);
+                }
+            }
+            // The file may be shorter than the table after a growth that met a full disk, so
+            // this "truncation" may grow it: then it waits for space like the growth. A longer
+            // file than the table is harmless (its tail slots are free).
+            Err(e) if is_out_of_space(&e) => bump(&sh.counters.full_disk_retries, 1),
+            Err(e) => {
+                drop(table);
+                sh.fail("truncate data file", &sh.data_path, e);
+            }
         }
     }
 }
@@ -226,11 +282,17 @@ fn free_segments(sh: &Shared) {
         return;
     }
     let mut table = lock(&sh.segments);
-    for id in ids {
+    for (i, &id) in ids.iter().enumerate() {
         let offset = id.0 * sh.seg_size();
         if let Err(e) = sh.file.write_all_at(&[0u8; SEGMENT_HEADER_LEN], offset) {
             drop(table);
-            sh.fail("zero freed segment header", &sh.data_path, e);
+            if is_out_of_space(&e) {
+                // Nothing changed (the slot stays draining): try again in a later round.
+                bump(&sh.counters.full_disk_retries, 1);
+                lock(&sh.past_epoch).extend_from_slice(&ids[i..]);
+            } else {
+                sh.fail("zero freed segment header", &sh.data_path, e);
+            }
             return;
         }
         table.free(id);
@@ -258,7 +320,8 @@ fn remove_blobs(sh: &Shared) {
     }
 }
 
-/// Body of the flusher thread: `flush` every `every`, until stopped or poisoned.
+/// Body of the flusher thread: `flush` every `every`, until stopped or poisoned (a full disk
+/// only fails this round).
 pub(crate) fn flusher_loop(sh: Arc<Shared>, every: Duration) {
     let _poison_on_panic = PoisonOnUnwind::new(&sh, "flusher thread");
     let mut next = Instant::now() + every;
@@ -281,9 +344,10 @@ pub(crate) fn flusher_loop(sh: Arc<Shared>, every: Duration) {
             }
         }
         let r = sh.seal_for(None).and_then(|t| wait_durable(&sh, t));
-        if r.is_err() {
+        if r.is_err() && sh.check_poison().is_err() {
             return; // poisoned: every later call reports it.
         }
+        // A full disk: the next round tries again (the data stays in memory meanwhile).
         next = Instant::now() + every;
     }
 }

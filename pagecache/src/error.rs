@@ -99,6 +99,23 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether this is a full disk met by a write ([`logstore::Error::is_storage_full`], or the
+    /// same `ENOSPC`/`EDQUOT` from a checkpoint file): nothing of the failed operation was
+    /// published, the cache is not poisoned, and the operation may be retried once space is
+    /// freed.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Error::Log(l) => l.is_storage_full(),
+            Error::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.kind() == std::io::ErrorKind::QuotaExceeded
+            }
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

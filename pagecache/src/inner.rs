@@ -5,6 +5,12 @@
 //! describes a state that was published, and fragments of one page complete in the order of
 //! their CASes: each writer reserves after loading the state it expects, hence after every
 //! earlier winner reserved (LSN order = CAS order per page). Recovery replays in LSN order.
+//!
+//! Failure: everything fallible that can fail on a full disk (the reservation) comes before
+//! the CAS, so a failed operation changed nothing; `complete` of an inline record cannot fail,
+//! and the log retries a buffer whose write met a full disk, so a published change is always
+//! in the log's order (never ahead of what recovery can reproduce). Upkeep after the CAS
+//! (consolidation, eviction) is best effort on a full disk (`upkeep`).
 
 use std::marker::PhantomData;
 use std::path::Path;
@@ -103,7 +109,7 @@ impl<M: PageModel> Inner<M> {
         // SAFETY: published just above and we are pinned; nothing retires it before we unpin.
         unsafe { &*raw }.mark_completed();
         add(&self.counters.resident_bytes, bytes);
-        self.maybe_evict(pid, guard)?;
+        upkeep(self.maybe_evict(pid, guard))?;
         Ok(pid)
     }
 
@@ -158,8 +164,8 @@ impl<M: PageModel> Inner<M> {
         add(&self.counters.resident_bytes, view.head.chain_bytes as u64);
         match self.maybe_evict(pid, guard) {
             // Evicting may consolidate a page, which writes. If the log cannot write (a full
-            // disk poisoned it) the read has still succeeded: the cache stays over budget
-            // until the database is reopened, and every write reports the poison.
+            // disk, or a poisoned log) the read has still succeeded: the cache stays over
+            // budget until writes work again (a full disk) or the database is reopened.
             Err(Error::Log(logstore::Error::Io { .. } | logstore::Error::Poisoned { .. })) => {}
             r => r?,
         }
@@ -201,10 +207,13 @@ impl<M: PageModel> Inner<M> {
             match self.replace(base, &view, guard) {
                 Ok(Ok(v)) => return Ok(Ok(v)),
                 Ok(Err(_)) | Err(Error::FragmentTooLarge { .. }) => {}
+                // The delta is installed and its record completed: a full disk must not report
+                // it as failed. The page stays long until a later write consolidates it.
+                Err(e) if e.is_storage_full() => {}
                 Err(e) => return Err(e),
             }
         }
-        self.maybe_evict(pid, guard)?;
+        upkeep(self.maybe_evict(pid, guard))?;
         Ok(Ok(view))
     }
 
@@ -235,7 +244,7 @@ impl<M: PageModel> Inner<M> {
         add(&self.counters.consolidations, 1);
         add(&self.counters.resident_bytes, view.head.chain_bytes as u64);
         self.unlink(expected, guard)?;
-        self.maybe_evict(pid, guard)?;
+        upkeep(self.maybe_evict(pid, guard))?;
         Ok(Ok(view))
     }
 
@@ -300,6 +309,18 @@ impl<M: PageModel> Inner<M> {
         self.table
             .get(pid)
             .expect("a page the caller holds a view of has a slot")
+    }
+}
+
+/// Best-effort upkeep (eviction, which may consolidate and so write) after the caller's own
+/// change is installed and its record completed: a full disk there must not turn that
+/// successful change into an error (the caller would count it as failed while it is in memory
+/// and in the log's order). The upkeep is retried by later operations. Other errors (a
+/// poisoned log, corruption) are still reported.
+fn upkeep(r: Result<()>) -> Result<()> {
+    match r {
+        Err(e) if e.is_storage_full() => Ok(()),
+        r => r,
     }
 }
 

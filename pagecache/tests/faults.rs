@@ -4,9 +4,10 @@
 //! (`Config::small` on the simulated storage, so all of that happens constantly).
 //!
 //! Each run: a seeded workload with a fault plan; every failure must be an `Err` with a
-//! message (a panic fails the test); successful reads must show the model's page. At the first
-//! failed mutation the run stops (its effect is uncertain: it is the one step that may or may
-//! not be in the recovered state). Then the cache is dropped with the faults still active,
+//! message (a panic fails the test); successful reads must show the model's page. A mutation
+//! that fails on a full disk (`Error::is_storage_full`) must have changed nothing, so the run
+//! goes on without it. At the first other failed mutation the run stops (its effect is
+//! uncertain: it is the one step that may or may not be in the recovered state). Then the cache is dropped with the faults still active,
 //! power fails (`CrashMode::CHAOS`: unsynced writes dropped, kept or torn), and the reopened
 //! cache must hold exactly the model after a prefix of the steps that includes every step
 //! acknowledged by a successful `flush` or `checkpoint`.
@@ -38,6 +39,7 @@ struct Tally {
     sites: FaultCounts,
     errors: BTreeMap<&'static str, u64>,
     stopped_by_failed_mutation: u64,
+    continued_after_full_disk: u64,
     steps: u64,
     acked: u64,
 }
@@ -135,13 +137,30 @@ fn maintain(cache: &Cache, rng: &mut SimRng, model: &Model) -> Result<bool, Erro
 
 /// One run (see the module comment); `what` and `seed` name it in failures.
 fn one_run(what: &str, seed: u64, plan: FaultPlan, tally: &mut Tally) {
+    one_run_with(what, seed, plan, None, tally);
+}
+
+/// A full disk for a while: `room` bytes of free space from the start, freed after step
+/// `free_at`; the same open cache must flush again after that.
+struct DiskFull {
+    room: u64,
+    free_at: usize,
+}
+
+fn one_run_with(what: &str, seed: u64, plan: FaultPlan, full: Option<DiskFull>, tally: &mut Tally) {
     let sim = SimStorage::new();
     let cfg = small_config();
     let cache = open_sim(&sim, &cfg);
     sim.set_fault_plan(Some(plan));
+    if let Some(f) = &full {
+        sim.set_capacity(Some(sim.used_bytes() + f.room));
+    }
     let mut rng = SimRng::new(seed);
     let (mut model, mut steps, mut acked) = (Model::new(), Vec::new(), 0);
-    for _ in 0..300 {
+    for i in 0..300 {
+        if full.as_ref().is_some_and(|f| f.free_at == i) {
+            sim.set_capacity(None);
+        }
         let pids: Vec<u64> = model.keys().copied().collect();
         let (result, mutation) = match step(&mut rng, &pids) {
             Some(mut s) => {
@@ -156,12 +175,24 @@ fn one_run(what: &str, seed: u64, plan: FaultPlan, tally: &mut Tally) {
             Ok(false) => {}
             Err(e) => {
                 *tally.errors.entry(kind(&e)).or_default() += 1;
-                if mutation {
+                if mutation && e.is_storage_full() {
+                    // A full disk is met at the reservation, before anything is published,
+                    // and poisons nothing: the step did not happen, and the run goes on.
+                    steps.pop();
+                    tally.continued_after_full_disk += 1;
+                } else if mutation {
                     tally.stopped_by_failed_mutation += 1;
                     break;
                 }
             }
         }
+    }
+    if full.is_some() {
+        sim.set_capacity(None);
+        cache
+            .flush()
+            .unwrap_or_else(|e| panic!("{what}, seed {seed}: flush after the full disk: {e}"));
+        acked = steps.len();
     }
     tally.faults += sim.fault_counts().total();
     tally.sites.merge(&sim.fault_counts());
@@ -244,6 +275,42 @@ fn each_site_and_fault_kind_gives_an_error_and_a_recoverable_prefix() {
         );
     }
     eprintln!("each site and fault: {tally:?}; injected: {}", tally.sites);
+}
+
+/// A full disk in the middle of the workload (the simulator's capacity, a persistent
+/// `ENOSPC` until space is freed): mutations that meet it fail typed and change nothing,
+/// reads go on, maintenance fails and is retried; once space is freed the same open cache
+/// flushes everything, and a power loss after that keeps every step that succeeded.
+#[test]
+fn a_full_disk_mid_workload_changes_nothing_it_fails_and_the_cache_resumes() {
+    let base_seed = logstore::io::seed_from_env("PAGECACHE_FAULT_SEED");
+    let runs = env_count(&["PAGECACHE_FAULT_RUNS"], 160) / 2;
+    let mut tally = Tally::default();
+    for i in 0..runs {
+        let seed = base_seed.wrapping_add(i);
+        let mut rng = SimRng::new(seed ^ 0xd15c);
+        let full = DiskFull {
+            room: (8 << 10) + rng.below(64 << 10),
+            free_at: 150 + rng.below(100) as usize,
+        };
+        one_run_with(
+            "disk full",
+            seed,
+            FaultPlan::new(seed),
+            Some(full),
+            &mut tally,
+        );
+    }
+    eprintln!("disk full: {tally:?}");
+    assert_eq!(tally.stopped_by_failed_mutation, 0, "{tally:?}");
+    assert!(
+        tally.continued_after_full_disk > 0,
+        "the disk never filled: {tally:?}"
+    );
+    assert!(
+        !tally.errors.contains_key("log poisoned"),
+        "a full disk poisoned the log: {tally:?}"
+    );
 }
 
 /// The newest checkpoint file in `/db`.

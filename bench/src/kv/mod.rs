@@ -15,14 +15,24 @@
 //! - len: counting the keys (checked).
 //! - random reads, twice: every loaded key once in random order (values checked), from one read
 //!   snapshot where the store has them; the second pass shows the warmed cache.
-//! - range reads, twice: 10 pairs from a random loaded key.
+//! - range reads, twice: 10 pairs from a random loaded key (the count checked: 10, fewer only
+//!   from the store's last 9 keys).
 //! - random reads with 2 threads (each `--threads` value above 1).
+//! - range reads with 2 threads: the same number of ranges as one pass above, split over the
+//!   threads, each with its own snapshot; the figure is their aggregate rate.
 //! - removals: half of the loaded keys in groups of 1000, no sync, then one flush.
 //! - size after removals, and peak RSS (`VmHWM`, which includes the harness's own keys).
+//! - bulk load with 2 threads, measured last but shown after the bulk load: N fresh pairs of the
+//!   same shape, split between the threads, each loading its part like the bulk load (groups of
+//!   1000, no sync), then one flush. It runs on a fresh store of its own, opened after the main
+//!   store is measured (peak RSS included) and deleted: it starts empty like the bulk load, and
+//!   every count, size and RSS figure above is the main store's alone. Afterwards (untimed) the
+//!   store must hold exactly those N keys, each readable with its value.
 
 mod child;
 pub mod spec;
 mod table;
+mod work;
 
 use std::path::PathBuf;
 
@@ -41,7 +51,8 @@ pub struct KvConfig {
     pub cache_capacity_bytes: u64,
     pub batches: usize,
     pub range_reads: usize,
-    pub read_threads: Vec<usize>,
+    /// Thread counts above 1 for the concurrent phases.
+    pub threads: Vec<usize>,
     /// Runs per engine; the table shows each phase's median.
     pub repeats: usize,
     /// Where each engine's fresh directory is created (on a real disk, not tmpfs).
@@ -92,7 +103,7 @@ fn run_one(cfg: &KvConfig, name: &str) -> engine::Result<EngineReport> {
         batch_size: 1000,
         range_reads: cfg.range_reads,
         range_len: 10,
-        read_threads: cfg.read_threads.clone(),
+        threads: cfg.threads.clone(),
     };
     eprintln!(
         "kv: {name} ({} keys, cache {} MiB)",

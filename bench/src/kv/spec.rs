@@ -24,8 +24,9 @@ pub struct KvSpec {
     /// Range reads per pass, of `range_len` pairs each.
     pub range_reads: usize,
     pub range_len: usize,
-    /// Thread counts above 1 for the concurrent random-read phases.
-    pub read_threads: Vec<usize>,
+    /// Thread counts above 1 for the concurrent phases: random reads, range reads and bulk
+    /// load (the last on a fresh store of its own).
+    pub threads: Vec<usize>,
 }
 
 /// How a measured figure reads.

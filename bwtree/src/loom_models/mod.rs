@@ -11,6 +11,8 @@
 //!
 //! - `split`: a leaf split (and its index entry) racing an insert into the same leaf;
 //! - `merge`: a leaf merged into its left sibling while another thread reads and scans;
+//! - `merge_post`: a half-done split's right half merged back while a reader posts its
+//!   index entry from a header read before;
 //! - `consolidation`: consolidation racing a prepend on the same page;
 //! - `cas`: compare-and-swap increments of one counter from two threads.
 //!
@@ -21,4 +23,5 @@ mod cas;
 mod consolidation;
 mod harness;
 mod merge;
+mod merge_post;
 mod split;

@@ -41,11 +41,19 @@ impl Tree {
             low,
             ..Node::default()
         };
-        if self
-            .core
-            .try_replace(Page::Node(root), view, guard)?
-            .is_some()
-        {
+        let replaced = match self.core.try_replace(Page::Node(root), view, guard) {
+            Ok(r) => r,
+            Err(e) => {
+                // As in `split_at`: on a full disk nothing links the children; free them,
+                // best effort.
+                if e.is_storage_full() {
+                    let _ = self.core.free_unreachable(left_pid.get(), guard);
+                    let _ = self.core.free_unreachable(right_pid.get(), guard);
+                }
+                return Err(e);
+            }
+        };
+        if replaced.is_some() {
             Counters::bump(&self.core.counters.splits);
             Counters::bump(&self.core.counters.root_splits);
             return Ok(());

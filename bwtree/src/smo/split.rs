@@ -45,12 +45,29 @@ impl Tree {
             sep,
             right: right_pid.get(),
         };
-        let Some(after) = self.core.try_prepend(split, view, guard)? else {
-            return self.core.free_unreachable(right_pid.get(), guard);
+        let after = match self.core.try_prepend(split, view, guard) {
+            Ok(Some(after)) => after,
+            Ok(None) => return self.core.free_unreachable(right_pid.get(), guard),
+            Err(e) => {
+                // On a full disk the split delta was not installed (the page cache fails
+                // before publishing), so the right half is unlinked: free it, best effort
+                // (if that cannot be logged either, it is a leak, never wrong data: recovery
+                // replays it as an unlinked page). Any other error leaves it alone: the
+                // delta may be installed.
+                if e.is_storage_full() {
+                    let _ = self.core.free_unreachable(right_pid.get(), guard);
+                }
+                return Err(e);
+            }
         };
         Counters::bump(&self.core.counters.splits);
         if let (Some(&parent), Some(h)) = (path.last(), header(&after)) {
-            self.post_index_entry(parent, pid, &h, guard)?;
+            match self.post_index_entry(parent, pid, &h, guard) {
+                // The split is done; the index entry only shortens descents, and the next
+                // descent that moves right posts it (on a full disk, once space is freed).
+                Err(e) if e.is_storage_full() => {}
+                r => r?,
+            }
         }
         Ok(())
     }

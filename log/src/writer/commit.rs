@@ -23,6 +23,10 @@
 //!    N committers that commit in lockstep are collected into one sync instead of each paying
 //!    for one after the other. The deadline keeps a wrong guess cheaper than a second sync.
 //!
+//! 5. A full disk (`stall.rs`): if the target lies past a stalled buffer, the waiter retries
+//!    the stalled buffers itself, and returns the full-disk error (an `Error::Io`, not
+//!    `Poisoned`) once a retry failed after it started waiting. It never waits for free space.
+//!
 //! Correctness does not depend on gathering: `durable` only ever becomes a `written_end` noted
 //! before a successful sync started, exactly as when the I/O thread synced.
 
@@ -30,7 +34,7 @@ use std::collections::BTreeMap;
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use super::{reclaim, write_batch, PoisonOnUnwind};
+use super::{reclaim, write_taken, PoisonOnUnwind};
 use crate::error::{Error, Result};
 use crate::shared::{lock, wait, Shared, Stable};
 use crate::stats::bump;
@@ -121,6 +125,8 @@ fn wait_loop<'a>(
     mut st: MutexGuard<'a, Stable>,
     target: u64,
 ) -> (MutexGuard<'a, Stable>, Result<()>) {
+    // Full-disk failures before we came: a later one means a retry for us failed.
+    let seen = st.stall.failures;
     loop {
         if let Some(r) = settled(&st, target) {
             return (st, r);
@@ -128,15 +134,29 @@ fn wait_loop<'a>(
         if st.sync_requested < target {
             st.sync_requested = target;
         }
-        if st.written_end < target && !st.queue.is_empty() {
-            let batch = std::mem::take(&mut st.queue);
-            drop(st);
-            {
-                let _poison_on_panic = PoisonOnUnwind::new(sh, "committer writing buffers");
-                write_batch(sh, &batch);
+        if st.written_end < target && st.stall.blocks(target) && st.stall.failures != seen {
+            // A buffer below the target cannot be written until space is freed: say so
+            // rather than wait for it.
+            let e = st.stall.error();
+            return (st, Err(e));
+        }
+        let retry = st.written_end < target && st.stall.blocks(target);
+        if st.written_end < target && (!st.queue.is_empty() || retry) {
+            // Our target needs the stalled buffers: retry them now (once: a failure bumps
+            // `failures` and ends the wait above), rather than after the writer's backoff.
+            // Oldest first, so the prefix can advance as far as the disk allows.
+            let mut batch = if retry {
+                st.stall.take_idle()
+            } else {
+                Vec::new()
+            };
+            batch.append(&mut st.queue);
+            if !batch.is_empty() {
+                drop(st);
+                write_taken(sh, &batch, "committer writing buffers");
+                st = lock(&sh.stable);
+                continue;
             }
-            st = lock(&sh.stable);
-            continue;
         }
         if st.written_end >= target && !st.commit.leading {
             st = lead_sync(sh, st);

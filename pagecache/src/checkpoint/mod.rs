@@ -138,7 +138,14 @@ pub(crate) fn write(storage: &dyn Storage, dir: &Path, ckpt: &Checkpoint) -> Res
     let bytes = encode::encode(ckpt);
     let path = dir.join(file_name(ckpt.lsn));
     let tmp = dir.join(format!("{}{TMP_SUFFIX}", file_name(ckpt.lsn)));
-    write_synced(storage, &tmp, &bytes)?;
+    if let Err(e) = write_synced(storage, &tmp, &bytes) {
+        // Nothing names the tmp file yet. Remove it so that after a full disk it does not
+        // hold the space the next attempt needs (best effort: the next `write` removes stray
+        // tmp files anyway). A failed `sync_all` of it is no fsyncgate hazard either: the file
+        // is discarded, never trusted.
+        let _ = storage.remove_file(&tmp);
+        return Err(e);
+    }
     storage
         .rename(&tmp, &path)
         .map_err(io_error("rename checkpoint into place", &tmp))?;

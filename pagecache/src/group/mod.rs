@@ -279,9 +279,9 @@ impl<'g, M: PageModel> Group<'g, M> {
     }
 
     /// Best-effort upkeep after a commit: consolidate pages past the fragment cap, keep the
-    /// cache within its budget. Errors are dropped: the group is committed either way, and any
-    /// failure here is a log failure that poisons the log, so the caller's next call reports
-    /// it.
+    /// cache within its budget. Errors are dropped: the group is committed either way (its
+    /// record is completed, and the log retries writes that meet a full disk); a full disk
+    /// only postpones the upkeep, and a poisoned log is reported by the caller's next call.
     fn after_commit(&self) {
         let inner = &*self.inner;
         for page in &self.pages {
