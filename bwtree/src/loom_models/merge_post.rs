@@ -28,9 +28,7 @@ fn loom_merge_of_an_unposted_split_races_a_reader_posting_it() {
         // Split [3, 4, 5] at 5 without posting the entry: [3, 4] -> [5], the root knows [3, 4].
         {
             let guard = epoch::pin();
-            let leaf = db
-                .descend(Probe::At(&key(5)), Mode::Read, &guard)
-                .unwrap();
+            let leaf = db.descend(Probe::At(&key(5)), Mode::Read, &guard).unwrap();
             let node = materialize(&leaf.view).unwrap();
             let sep = crate::Value::copy_from(&key(5));
             db.split_at(leaf.pid, &leaf.view, node, sep, &[], &guard)
