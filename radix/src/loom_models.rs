@@ -107,6 +107,37 @@ fn concurrent_cas_on_one_slot_is_linearizable() {
     });
 }
 
+/// One thread allocates, frees (deferred push) and allocates again while the calling thread
+/// allocates once; ids in `live` are held throughout. Per-id owner flags check that no id is
+/// handed out while live, and the two threads' final ids differ.
+fn churn_races_one_allocate(alloc: &Arc<PidAllocator>, live: &[u64]) {
+    let owners: Arc<Vec<AtomicBool>> = Arc::new((0..8).map(|_| AtomicBool::new(false)).collect());
+    for &id in live {
+        owners[id as usize].store(true, Ordering::Relaxed);
+    }
+    let claim = |owners: &[AtomicBool], id: Pid| {
+        let was_owned = owners[id.get() as usize].swap(true, Ordering::AcqRel);
+        assert!(!was_owned, "{id:?} handed out while live");
+    };
+    let churn = {
+        let (alloc, owners) = (Arc::clone(alloc), Arc::clone(&owners));
+        thread::spawn(move || {
+            let first = alloc.allocate();
+            claim(&owners, first);
+            owners[first.get() as usize].store(false, Ordering::Release);
+            alloc.free(first, &epoch::pin());
+            epoch::pin().flush();
+            let second = alloc.allocate();
+            claim(&owners, second);
+            second
+        })
+    };
+    let mine = alloc.allocate();
+    claim(&owners, mine);
+    let theirs = churn.join().unwrap();
+    assert_ne!(mine, theirs);
+}
+
 /// Allocate/free/allocate on one thread races allocate on another, with the stack preloaded:
 /// no id is handed out twice while live (per-id owner flags), and no id is lost:
 /// fresh = live + pending + stacked once both threads are done.
@@ -114,29 +145,7 @@ fn concurrent_cas_on_one_slot_is_linearizable() {
 fn allocator_push_pop_races_lose_and_duplicate_nothing() {
     loom::model(|| {
         let alloc = Arc::new(PidAllocator::with_stacked(2, &[pid(0), pid(1)]));
-        let owners: Arc<Vec<AtomicBool>> =
-            Arc::new((0..8).map(|_| AtomicBool::new(false)).collect());
-        let claim = |owners: &[AtomicBool], id: Pid| {
-            let was_owned = owners[id.get() as usize].swap(true, Ordering::AcqRel);
-            assert!(!was_owned, "{id:?} handed out while live");
-        };
-        let churn = {
-            let (alloc, owners) = (Arc::clone(&alloc), Arc::clone(&owners));
-            thread::spawn(move || {
-                let first = alloc.allocate();
-                claim(&owners, first);
-                owners[first.get() as usize].store(false, Ordering::Release);
-                alloc.free(first, &epoch::pin());
-                epoch::pin().flush();
-                let second = alloc.allocate();
-                claim(&owners, second);
-                second
-            })
-        };
-        let mine = alloc.allocate();
-        claim(&owners, mine);
-        let theirs = churn.join().unwrap();
-        assert_ne!(mine, theirs);
+        churn_races_one_allocate(&alloc, &[]);
         let stats = alloc.stats();
         let live = 2;
         assert_eq!(
@@ -156,30 +165,7 @@ fn allocator_push_pop_races_lose_and_duplicate_nothing() {
 fn restored_ranges_racing_the_stack_hand_out_each_id_once() {
     loom::model(|| {
         let alloc = Arc::new(PidAllocator::from_live(3, [pid(1)]));
-        let owners: Arc<Vec<AtomicBool>> =
-            Arc::new((0..8).map(|_| AtomicBool::new(false)).collect());
-        owners[1].store(true, Ordering::Relaxed);
-        let claim = |owners: &[AtomicBool], id: Pid| {
-            let was_owned = owners[id.get() as usize].swap(true, Ordering::AcqRel);
-            assert!(!was_owned, "{id:?} handed out while live");
-        };
-        let churn = {
-            let (alloc, owners) = (Arc::clone(&alloc), Arc::clone(&owners));
-            thread::spawn(move || {
-                let first = alloc.allocate();
-                claim(&owners, first);
-                owners[first.get() as usize].store(false, Ordering::Release);
-                alloc.free(first, &epoch::pin());
-                epoch::pin().flush();
-                let second = alloc.allocate();
-                claim(&owners, second);
-                second
-            })
-        };
-        let mine = alloc.allocate();
-        claim(&owners, mine);
-        let theirs = churn.join().unwrap();
-        assert_ne!(mine, theirs);
+        churn_races_one_allocate(&alloc, &[1]);
         let stats = alloc.stats();
         let live = 3;
         assert_eq!(
