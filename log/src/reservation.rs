@@ -151,11 +151,17 @@ impl<'a> Reservation<'a> {
                 remove_orphan_blob(sh, id);
                 return Err(e);
             }
-            Err(BlobError::Write(e) | BlobError::Sync(e)) => {
+            Err(BlobError::Write(e)) => {
                 if matches!(e, Error::Io { .. }) {
                     sh.poison(e.to_string());
                 }
                 return Err(e);
+            }
+            // Never retried, whatever the code (an `ENOSPC` from fsync included): the caller
+            // hears the poison, not a retryable full disk.
+            Err(BlobError::Sync(e)) => {
+                sh.poison(e.to_string());
+                return Err(sh.poison_error());
             }
         };
         bump(&sh.counters.blobs_written, 1);

@@ -352,11 +352,18 @@ impl Shared {
     /// [`Shared::install`]; if it fails because the buffer to install is stalled on a full
     /// disk, parks the step in `pending_install` for the next thread that meets the sealed
     /// buffer (`wait_for_advance`), and returns the error.
+    ///
+    /// Only a stalled buffer write is parked, and never on a poisoned log: a poisoned log
+    /// installs nothing any more, and every caller must hear the poison, not a full disk.
     fn install_or_defer(&self, p: PendingInstall) -> Result<()> {
         let r = self.install(p.seq, p.base, p.prev);
         if let Err(e) = &r {
             if e.is_storage_full() {
                 let mut st = lock(&self.stable);
+                if st.poison.is_some() {
+                    drop(st);
+                    return Err(self.poison_error());
+                }
                 assert!(
                     st.pending_install.is_none(),
                     "two deferred installs: {:?} and {p:?}",
@@ -471,10 +478,13 @@ impl Shared {
                 // Growth is geometric, so this sync is rare; it keeps "after flush nothing is
                 // unsynced" literally true (the size change need not wait for the next data).
                 match self.file.set_len(len) {
-                    Ok(()) => self
-                        .file
-                        .sync_data()
-                        .map_err(|e| self.fail("fdatasync grown data file", &self.data_path, e))?,
+                    // A failed sync is never retried, whatever its error code (`ENOSPC`
+                    // included, see `writer/stall.rs`): the log is poisoned, and the caller
+                    // hears that, not a retryable full disk (which would park this install).
+                    Ok(()) => self.file.sync_data().map_err(|e| {
+                        self.fail("fdatasync grown data file", &self.data_path, e);
+                        self.poison_error()
+                    })?,
                     // A full disk: go on without the slack. The buffers of the new segment
                     // extend the file when they are written (`pwrite` past the end), and a
                     // write that finds no space stalls and is retried; the sync after it covers

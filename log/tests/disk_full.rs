@@ -208,6 +208,54 @@ fn failed_syncs_and_eio_writes_still_poison() {
     }
 }
 
+/// Every failed sync is reported as the poison, never as a retryable full disk, even when its
+/// code is `ENOSPC` and it happens inside a buffer install (the `fdatasync` after the file
+/// grows for a new segment) or a blob write. The install's sync failure used to reach its
+/// caller as the `Io` `ENOSPC` (`is_storage_full`), and the install was parked as if a buffer
+/// had stalled, though the log was poisoned.
+#[test]
+fn a_failed_sync_inside_an_install_or_a_blob_write_reports_the_poison() {
+    // No flush: the only data-file syncs are the ones after the file grows.
+    let sim = SimStorage::new();
+    let cfg = small_config();
+    let (log, _) = open_sim(&sim, &cfg);
+    sim.set_fault_plan(Some(FaultPlan::new(1).rule(
+        FaultRule::nth(Site::SyncData, 1, Fault::Enospc).path_contains("log.dat"),
+    )));
+    let mut appended = 0u64;
+    let e = loop {
+        match log.append(&body(appended, 500)) {
+            Ok(_) => appended += 1,
+            Err(e) => break e,
+        }
+        assert!(appended < 1000, "the data file never grew");
+    };
+    assert_eq!(sim.fault_counts().at(Site::SyncData), 1, "{e}");
+    assert!(
+        matches!(e, Error::Poisoned { .. }),
+        "the growth sync failed: expected Poisoned, got {e:?}"
+    );
+    sim.set_fault_plan(None);
+    assert!(matches!(log.append(b"x"), Err(Error::Poisoned { .. })));
+    assert!(matches!(log.flush(), Err(Error::Poisoned { .. })));
+
+    let sim = SimStorage::new();
+    let (log, _) = open_sim(&sim, &cfg);
+    sim.set_fault_plan(Some(FaultPlan::new(2).rule(FaultRule::nth(
+        Site::SyncAll,
+        1,
+        Fault::Enospc,
+    ))));
+    let big = body(1, 3 * cfg.io_buffer_size_bytes as usize);
+    let e = log.append(&big).expect_err("the blob's fsync fails");
+    assert_eq!(sim.fault_counts().at(Site::SyncAll), 1, "{e}");
+    assert!(
+        matches!(e, Error::Poisoned { .. }),
+        "the blob's fsync failed: expected Poisoned, got {e:?}"
+    );
+    assert!(matches!(log.append(b"x"), Err(Error::Poisoned { .. })));
+}
+
 /// Concurrent appenders and flushers on a full disk all get typed errors (nobody hangs);
 /// after space is freed they all succeed.
 #[test]
