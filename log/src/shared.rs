@@ -378,13 +378,13 @@ impl Shared {
     }
 
     /// Waits until buffer `idx` is written out and free (for its next install). If it is
-    /// stalled on a full disk, retries its write (or waits for the thread retrying it), and
-    /// fails with the full-disk error once a retry failed since this call started: an install
+    /// stalled on a full disk, retries its write (or waits for the thread retrying it), and fails with the full-disk error once a write of `idx` failed since
+    /// this call started (a failure of another stalled buffer does not count): an install
     /// must not wait for free space with the whole rotation behind it.
     fn wait_free(&self, idx: usize) -> Result<()> {
         let buf = &self.bufs[idx];
         let mut st = lock(&self.stable);
-        let seen = st.stall.failures;
+        let seen = st.stall.clock();
         loop {
             if st.poison.is_some() {
                 drop(st);
@@ -394,19 +394,23 @@ impl Shared {
             if free {
                 return Ok(());
             }
-            if st.stall.holds(idx) {
-                if st.stall.failures != seen {
+            let batch = if let Some(base) = st.stall.base_of(idx) {
+                if st.stall.buffer_failed(idx, seen) {
                     return Err(st.stall.error());
                 }
-                let batch = st.stall.take_idle();
-                if !batch.is_empty() {
-                    drop(st);
-                    crate::writer::write_taken(self, &batch, "installer retrying stalled buffers");
-                    st = lock(&self.stable);
-                    continue;
-                }
+                // The stalled buffers up to ours, oldest first (the prefix advances too).
+                st.stall.take_idle(base + 1)
+            } else {
+                Vec::new()
+            };
+            if batch.is_empty() {
+                // Being written (or retried) by another thread, which wakes us either way.
+                st = wait(&self.stable_cv, st);
+                continue;
             }
-            st = wait(&self.stable_cv, st);
+            drop(st);
+            crate::writer::write_taken(self, &batch, "installer retrying stalled buffers");
+            st = lock(&self.stable);
         }
     }
 
@@ -546,7 +550,8 @@ impl Shared {
             std::thread::yield_now();
         }
         let mut st = lock(&self.stable);
-        let seen = st.stall.failures;
+        // The failure clock when we came (see `wait_free`).
+        let seen = st.stall.clock();
         loop {
             if st.poison.is_some() {
                 drop(st);
@@ -562,8 +567,10 @@ impl Shared {
                     seq + 1,
                     "a deferred install that is not the next one"
                 );
-                // One retry per caller: a retry that failed since we started is our answer.
-                if st.stall.failures != seen {
+                // One retry per caller: a failed write, since we started, of the buffer the
+                // parked step needs is our answer (other stalled buffers do not count).
+                let idx = (p.seq % self.bufs.len() as u64) as usize;
+                if st.stall.buffer_failed(idx, seen) {
                     return Err(st.stall.error());
                 }
                 // Taking it under the lock makes us the installer (as the sealer was).

@@ -100,7 +100,7 @@ pub(crate) fn io_loop(sh: Arc<Shared>) {
                     return;
                 }
                 match st.stall.retry_in(Instant::now()) {
-                    Some(d) if d.is_zero() => break st.stall.take_idle(),
+                    Some(d) if d.is_zero() => break st.stall.take_idle(u64::MAX),
                     Some(d) => {
                         st = sh
                             .io_cv

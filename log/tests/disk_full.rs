@@ -9,12 +9,16 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use logstore::io::{CrashMode, Fault, FaultPlan, FaultRule, SimRng, SimStorage, Site};
-use logstore::{Config, DiskPtr, Error, Log};
+use logstore::io::{
+    CrashMode, DirLockGuard, Fault, FaultPlan, FaultRule, SimRng, SimStorage, Site, Storage,
+    StorageFile,
+};
+use logstore::{Config, DiskPtr, Error, Log, Lsn};
 
 fn assert_full(e: &Error, what: &str) {
     assert!(
@@ -338,4 +342,174 @@ fn a_blob_on_a_full_disk_fails_cleanly() {
     let (_, p) = log.append(&big).expect("blob after freeing space");
     log.flush().expect("flush");
     assert_eq!(log.read(p).expect("read blob"), big);
+}
+
+/// A [`SimStorage`] whose data-file writes can be made to fail with `ENOSPC`, or to block
+/// until released, by whether they cover a given file offset (the offset of a record in the
+/// buffer being written).
+#[derive(Debug, Clone)]
+struct Gated {
+    inner: SimStorage,
+    script: Arc<(Mutex<Script>, Condvar)>,
+}
+
+#[derive(Debug, Default)]
+struct Script {
+    /// Writes covering one of these offsets fail with `ENOSPC`.
+    fail: Vec<u64>,
+    /// A write covering this offset waits until `open` (then goes on as usual).
+    gate: Option<u64>,
+    entered: bool,
+    open: bool,
+}
+
+#[derive(Debug)]
+struct GatedFile {
+    inner: Arc<dyn StorageFile>,
+    script: Arc<(Mutex<Script>, Condvar)>,
+}
+
+impl Gated {
+    fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.script.0.lock().expect("script lock")
+    }
+
+    /// Waits until a write met the gate.
+    fn wait_entered(&self) {
+        let (m, cv) = &*self.script;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut s = m.lock().expect("script lock");
+        while !s.entered {
+            assert!(Instant::now() < deadline, "no write met the gate");
+            s = cv
+                .wait_timeout(s, Duration::from_millis(10))
+                .expect("lock")
+                .0;
+        }
+    }
+
+    fn open_gate(&self) {
+        self.script().open = true;
+        self.script.1.notify_all();
+    }
+}
+
+impl StorageFile for GatedFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<usize> {
+        let covers = |o: u64| (offset..offset + buf.len() as u64).contains(&o);
+        let (m, cv) = &*self.script;
+        let mut s = m.lock().expect("script lock");
+        if s.fail.iter().any(|&o| covers(o)) {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        if s.gate.is_some_and(covers) {
+            s.entered = true;
+            cv.notify_all();
+            while !s.open {
+                s = cv.wait(s).expect("script lock");
+            }
+        }
+        drop(s);
+        self.inner.write_at(buf, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        self.inner.sync_all()
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+impl Storage for Gated {
+    fn open_file(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn StorageFile>> {
+        let inner = self.inner.open_file(path, create)?;
+        Ok(Arc::new(GatedFile {
+            inner,
+            script: self.script.clone(),
+        }))
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn read_dir(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        self.inner.read_dir(dir)
+    }
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        self.inner.exists(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn lock_dir(&self, dir: &Path) -> std::io::Result<Box<dyn DirLockGuard>> {
+        self.inner.lock_dir(dir)
+    }
+}
+
+/// Two stalled buffers X (earlier) and Y: a durability waiter that needs only X keeps waiting
+/// when a write of Y fails, and returns `Ok` once X's retry succeeds. The failure count used
+/// to be global: Y's failure ended every wait that began before it, so this waiter returned
+/// the full-disk error while X was being written.
+#[test]
+fn a_failed_retry_of_a_later_stalled_buffer_does_not_end_a_wait_for_an_earlier_one() {
+    let sim = SimStorage::new();
+    let gated = Gated {
+        inner: sim.clone(),
+        script: Arc::default(),
+    };
+    let cfg = Config {
+        group_commit_wait_us: 0,
+        ..small_config()
+    };
+    let (log, _) = Log::open(cfg.clone(), Arc::new(gated.clone()), Lsn(0)).expect("open");
+    let log = Arc::new(log);
+    // X stalls.
+    let a = body(1, 300);
+    let (_, pa) = log.append(&a).expect("append a");
+    gated.script().fail.push(pa.file_offset());
+    assert_full(&log.flush().expect_err("X's write fails"), "flush of X");
+    // X's next retry (the I/O writer's, after its backoff) succeeds, but only once released:
+    // meanwhile X is taken, and a waiter for it waits.
+    {
+        let mut s = gated.script();
+        s.fail.clear();
+        s.gate = Some(pa.file_offset());
+    }
+    gated.wait_entered();
+    let waiter = {
+        let log = log.clone();
+        std::thread::spawn(move || log.make_stable(pa.lsn()))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    // Y stalls after the waiter began: its own flush hears it.
+    let b = body(2, 300);
+    let (_, pb) = log.append(&b).expect("append b");
+    gated.script().fail.push(pb.file_offset());
+    assert_full(&log.flush().expect_err("Y's write fails"), "flush of Y");
+    std::thread::sleep(Duration::from_millis(50));
+    let gave_up = waiter.is_finished();
+    // Release X before any assertion: a panic here would drop the log, whose close waits for
+    // the I/O writer, which waits at the gate.
+    gated.open_gate();
+    let r = waiter.join().expect("waiter thread");
+    assert!(!gave_up, "the waiter for X gave up on Y's failure: {r:?}");
+    r.expect("X was written: the wait for it succeeds");
+    gated.script().fail.clear();
+    log.flush().expect("flush once space is back");
+    assert_eq!(log.read(pa).expect("read a"), a);
+    assert_eq!(log.read(pb).expect("read b"), b);
 }

@@ -24,8 +24,9 @@
 //!    for one after the other. The deadline keeps a wrong guess cheaper than a second sync.
 //!
 //! 5. A full disk (`stall.rs`): if the target lies past a stalled buffer, the waiter retries
-//!    the stalled buffers itself, and returns the full-disk error (an `Error::Io`, not
-//!    `Poisoned`) once a retry failed after it started waiting. It never waits for free space.
+//!    the stalled buffers below it itself, and returns the full-disk error (an `Error::Io`, not
+//!    `Poisoned`) once the write of one of those failed after it started waiting. It never
+//!    waits for free space.
 //!
 //! Correctness does not depend on gathering: `durable` only ever becomes a `written_end` noted
 //! before a successful sync started, exactly as when the I/O thread synced.
@@ -125,8 +126,9 @@ fn wait_loop<'a>(
     mut st: MutexGuard<'a, Stable>,
     target: u64,
 ) -> (MutexGuard<'a, Stable>, Result<()>) {
-    // Full-disk failures before we came: a later one means a retry for us failed.
-    let seen = st.stall.failures;
+    // The failure clock when we came: a later stamp on a buffer below our target means a
+    // write we need failed after we started waiting (`stall.rs`).
+    let seen = st.stall.clock();
     loop {
         if let Some(r) = settled(&st, target) {
             return (st, r);
@@ -134,19 +136,20 @@ fn wait_loop<'a>(
         if st.sync_requested < target {
             st.sync_requested = target;
         }
-        if st.written_end < target && st.stall.blocks(target) && st.stall.failures != seen {
+        let blocked = st.written_end < target && st.stall.blocks(target);
+        if blocked && st.stall.failed_below(target, seen) {
             // A buffer below the target cannot be written until space is freed: say so
-            // rather than wait for it.
+            // rather than wait for it. (A failure of a stalled buffer past the target does
+            // not count: that one is not ours to wait for.)
             let e = st.stall.error();
             return (st, Err(e));
         }
-        let retry = st.written_end < target && st.stall.blocks(target);
-        if st.written_end < target && (!st.queue.is_empty() || retry) {
-            // Our target needs the stalled buffers: retry them now (once: a failure bumps
-            // `failures` and ends the wait above), rather than after the writer's backoff.
-            // Oldest first, so the prefix can advance as far as the disk allows.
-            let mut batch = if retry {
-                st.stall.take_idle()
+        if st.written_end < target && (!st.queue.is_empty() || blocked) {
+            // Our target needs the stalled buffers below it: retry them now (once: a failure
+            // stamps the buffer and ends the wait above), rather than after the writer's
+            // backoff. Oldest first, so the prefix can advance as far as the disk allows.
+            let mut batch = if blocked {
+                st.stall.take_idle(target)
             } else {
                 Vec::new()
             };

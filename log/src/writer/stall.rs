@@ -11,18 +11,26 @@
 //!
 //! Protocol (all under the `stable` lock):
 //! - The thread whose write of buffer `idx` (LSNs from `base`) fails with a full disk records
-//!   it here ([`Stall::failed`]): `idx` joins `bufs` as idle, `failures` grows, the cause is
-//!   kept, and the retry backoff doubles. It does not mark the buffer free or note it written,
-//!   so `written_end` (hence `durable`) stops below `base`: later buffers may be written and
-//!   freed, but the contiguous prefix never passes the stalled one.
-//! - A retrier takes the idle buffers ([`Stall::take_idle`], marking them taken: exactly one
-//!   thread writes a buffer at a time) and writes them in LSN order; a success removes the
-//!   buffer ([`Stall::written`]), a failure makes it idle again.
-//! - Retriers: the I/O writer thread after the backoff; durability waiters whose target lies
-//!   past a stalled buffer; an installer that needs the stalled buffer free.
-//! - Waiting never hangs on a full disk: a waiter notes `failures` when it starts, and once a
-//!   retry failed after that while what it waits for still depends on a stalled buffer, it
-//!   returns [`Stall::error`] (an [`Error::Io`] with the `ENOSPC`).
+//!   it here ([`Stall::failed`]): `idx` joins `bufs` as idle, stamped with the next value of
+//!   the failure clock, the cause is kept, and the retry backoff doubles. It does not mark the
+//!   buffer free or note it written, so `written_end` (hence `durable`) stops below `base`:
+//!   later buffers may be written and freed, but the contiguous prefix never passes the
+//!   stalled one.
+//! - A retrier takes the idle buffers it needs ([`Stall::take_idle`], marking them taken:
+//!   exactly one thread writes a buffer at a time) and writes them in LSN order; a success
+//!   removes the buffer ([`Stall::written`]), a failure makes it idle again with a new stamp.
+//! - Retriers: the I/O writer thread after the backoff (every idle buffer); durability waiters
+//!   whose target lies past a stalled buffer (the stalled buffers below the target); an
+//!   installer that needs the stalled buffer free (the stalled buffers up to that one).
+//! - Waiting never hangs on a full disk, and gives up only for its own buffers: a waiter notes
+//!   the clock ([`Stall::clock`]) when it starts, and returns [`Stall::error`] (an
+//!   [`Error::Io`] with the `ENOSPC`) once a buffer it depends on carries a later stamp, that
+//!   is, the write of that buffer failed after the wait began ([`Stall::failed_below`] for a
+//!   durability waiter, [`Stall::buffer_failed`] for an installer). A failure of some other
+//!   stalled buffer does not end the wait. Why that cannot hang: every buffer a waiter depends
+//!   on is idle (it takes and writes it: the write succeeds, and the buffer is no longer in
+//!   the way, or fails, and the wait ends), or taken by a thread that is writing it (which
+//!   wakes the waiter when the write is over, either way).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -39,15 +47,26 @@ const MAX_BACKOFF: Duration = Duration::from_millis(100);
 /// Buffers waiting for disk space: a field of `Stable`, so behind the `stable` lock.
 #[derive(Debug, Default)]
 pub(crate) struct Stall {
-    /// Stalled buffers by base LSN: (buffer index, whether a thread is writing it now).
-    bufs: BTreeMap<u64, (usize, bool)>,
-    /// Full-disk write failures so far (monotonic).
-    pub failures: u64,
+    /// Stalled buffers by base LSN.
+    bufs: BTreeMap<u64, Entry>,
+    /// Full-disk write failures so far (monotonic): the clock [`Entry::failed_at`] reads.
+    failures: u64,
     /// The latest failure, for the error waiters return.
     cause: Option<Cause>,
     /// When the I/O writer should retry next (`None`: nothing stalled).
     next_retry: Option<Instant>,
     backoff: Duration,
+}
+
+/// One stalled buffer.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// The buffer's index.
+    idx: usize,
+    /// A thread is writing it now.
+    taken: bool,
+    /// The value of `Stall::failures` right after its latest failed write.
+    failed_at: u64,
 }
 
 /// What failed, kept so every waiter can get its own [`Error::Io`].
@@ -60,9 +79,9 @@ struct Cause {
 }
 
 impl Stall {
-    /// Whether buffer `idx` is stalled (idle or being retried).
-    pub(crate) fn holds(&self, idx: usize) -> bool {
-        self.bufs.values().any(|&(i, _)| i == idx)
+    /// The failure clock: a waiter notes it when it starts (see the module comment).
+    pub(crate) fn clock(&self) -> u64 {
+        self.failures
     }
 
     /// Whether a stalled buffer holds LSNs below `lsn`.
@@ -70,13 +89,34 @@ impl Stall {
         self.bufs.keys().next().is_some_and(|&base| base < lsn)
     }
 
-    /// Takes every idle stalled buffer for a retry, in LSN order.
-    pub(crate) fn take_idle(&mut self) -> Vec<usize> {
+    /// Whether the write of a stalled buffer holding LSNs below `lsn` failed after the clock
+    /// read `seen`: a durability waiter for `lsn` that started at `seen` gives up.
+    pub(crate) fn failed_below(&self, lsn: u64, seen: u64) -> bool {
+        self.bufs.range(..lsn).any(|(_, e)| e.failed_at > seen)
+    }
+
+    /// Whether buffer `idx` is stalled and its write failed after the clock read `seen`: an
+    /// installer waiting for it since `seen` gives up.
+    pub(crate) fn buffer_failed(&self, idx: usize, seen: u64) -> bool {
+        self.bufs
+            .values()
+            .any(|e| e.idx == idx && e.failed_at > seen)
+    }
+
+    /// The base LSN of stalled buffer `idx`, if it is stalled.
+    pub(crate) fn base_of(&self, idx: usize) -> Option<u64> {
+        self.bufs
+            .iter()
+            .find_map(|(&base, e)| (e.idx == idx).then_some(base))
+    }
+
+    /// Takes every idle stalled buffer whose base is below `lsn` for a retry, in LSN order.
+    pub(crate) fn take_idle(&mut self, lsn: u64) -> Vec<usize> {
         let mut out = Vec::new();
-        for (idx, taken) in self.bufs.values_mut() {
-            if !*taken {
-                *taken = true;
-                out.push(*idx);
+        for e in self.bufs.range_mut(..lsn).map(|(_, e)| e) {
+            if !e.taken {
+                e.taken = true;
+                out.push(e.idx);
             }
         }
         out
@@ -91,12 +131,17 @@ impl Stall {
         path: PathBuf,
         e: &io::Error,
     ) {
-        let prev = self.bufs.insert(base, (idx, false));
+        self.failures += 1;
+        let entry = Entry {
+            idx,
+            taken: false,
+            failed_at: self.failures,
+        };
+        let prev = self.bufs.insert(base, entry);
         assert!(
-            prev.is_none_or(|(i, taken)| i == idx && taken),
+            prev.is_none_or(|p| p.idx == idx && p.taken),
             "buffer {idx} at {base} failed while {prev:?} was stalled there"
         );
-        self.failures += 1;
         self.cause = Some(Cause {
             op,
             path,
@@ -118,7 +163,7 @@ impl Stall {
     /// How long the I/O writer should wait before retrying (zero: now); `None` if nothing
     /// idle is stalled.
     pub(crate) fn retry_in(&self, now: Instant) -> Option<Duration> {
-        if !self.bufs.values().any(|&(_, taken)| !taken) {
+        if self.bufs.values().all(|e| e.taken) {
             return None;
         }
         Some(
@@ -155,17 +200,39 @@ mod tests {
         s.failed(200, 1, "write buffer", "/db/log.dat".into(), &enospc());
         s.failed(100, 0, "write buffer", "/db/log.dat".into(), &enospc());
         assert!(s.blocks(101) && !s.blocks(100));
-        assert_eq!(s.take_idle(), vec![0, 1], "LSN order");
+        assert_eq!(s.take_idle(u64::MAX), vec![0, 1], "LSN order");
         assert!(
-            s.take_idle().is_empty(),
+            s.take_idle(u64::MAX).is_empty(),
             "taken buffers are not handed out twice"
         );
         assert_eq!(s.retry_in(Instant::now()), None);
         s.failed(100, 0, "write buffer", "/db/log.dat".into(), &enospc());
-        assert_eq!(s.failures, 3);
+        assert_eq!(s.clock(), 3);
         assert!(s.error().is_storage_full());
         s.written(100);
         s.written(200);
-        assert!(!s.blocks(u64::MAX) && !s.holds(0) && !s.holds(1));
+        assert!(!s.blocks(u64::MAX) && s.base_of(0).is_none() && s.base_of(1).is_none());
+    }
+
+    /// A waiter gives up only for the buffers it depends on: the later buffer's failed retry
+    /// does not end a wait for the earlier one (nor for LSNs below both).
+    #[test]
+    fn a_failure_counts_only_for_the_buffers_it_stalls() {
+        let mut s = Stall::default();
+        s.failed(100, 0, "write buffer", "/db/log.dat".into(), &enospc());
+        s.failed(200, 1, "write buffer", "/db/log.dat".into(), &enospc());
+        let seen = s.clock();
+        assert_eq!(s.take_idle(200), vec![0], "only what the waiter needs");
+        assert_eq!(s.take_idle(u64::MAX), vec![1]);
+        s.failed(200, 1, "write buffer", "/db/log.dat".into(), &enospc());
+        assert!(!s.failed_below(200, seen), "a waiter for [.., 200) goes on");
+        assert!(
+            !s.buffer_failed(0, seen),
+            "an installer of buffer 0 goes on"
+        );
+        assert!(s.failed_below(201, seen) && s.buffer_failed(1, seen));
+        assert_eq!(s.base_of(1), Some(200));
+        s.written(100);
+        assert!(!s.blocks(200) && s.blocks(201));
     }
 }
