@@ -58,6 +58,16 @@ pub(crate) fn wait<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a, 
 /// coarser `reserve_limit`.
 pub(crate) const HEAD_VIEW_TRIES: usize = 64;
 
+/// A seal [`Shared::try_seal`] won.
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    /// The LSN where the sealed buffer ends (the next buffer's base).
+    pub end: u64,
+    /// The install of the next buffer met a stalled buffer whose retry failed: the step is
+    /// parked in `Stable::pending_install`, and this is the full-disk error.
+    pub install_deferred: Option<Error>,
+}
+
 /// Durability bookkeeping, behind `Shared::stable`.
 #[derive(Debug, Default)]
 pub(crate) struct Stable {
@@ -278,7 +288,17 @@ impl Shared {
                     }
                 }
                 Reserve::Full => {
-                    self.try_seal(idx, snap, true)?;
+                    if let Some(Sealed {
+                        install_deferred: Some(e),
+                        ..
+                    }) = self.try_seal(idx, snap, true)?
+                    {
+                        // Our install already retried the stalled buffer it needs (or a
+                        // retry by another thread failed while it waited): that is this
+                        // call's one retry. Looping would meet the sealed word and retry
+                        // the parked install a second time (`wait_for_advance`).
+                        return Err(e);
+                    }
                 }
                 Reserve::Sealed => self.wait_for_advance(seq)?,
                 Reserve::Busy => std::thread::yield_now(),
@@ -287,9 +307,10 @@ impl Shared {
     }
 
     /// Seals buffer `idx` if its word still is `snap`; `pad` fills the rest of the segment
-    /// when the buffer ends there. On success rotates to the next buffer and returns the LSN
-    /// where the sealed buffer ends; `None` if another thread changed the word first.
-    pub(crate) fn try_seal(&self, idx: usize, snap: Snapshot, pad: bool) -> Result<Option<u64>> {
+    /// when the buffer ends there. On success rotates to the next buffer (or parks the
+    /// install, see [`Sealed::install_deferred`]) and says where the sealed buffer ends;
+    /// `None` if another thread changed the word first.
+    pub(crate) fn try_seal(&self, idx: usize, snap: Snapshot, pad: bool) -> Result<Option<Sealed>> {
         let buf = &self.bufs[idx];
         let Some(sealed) = snap.try_seal_join() else {
             return Ok(None);
@@ -339,14 +360,18 @@ impl Shared {
             base: next_base,
             prev: Some((inc.segment, inc.salt)),
         };
-        match self.install_or_defer(next) {
-            Ok(()) => {}
-            // The seal stands and the buffer is handed off as usual; the rotation waits for
-            // disk space (whoever meets the sealed buffer retries the install).
-            Err(e) if e.is_storage_full() && self.check_poison().is_ok() => {}
+        let install_deferred = match self.install_or_defer(next) {
+            Ok(()) => None,
+            // Parked (never on a poisoned log, see `install_or_defer`): the seal stands and
+            // the buffer is handed off as usual; the rotation waits for disk space (whoever
+            // meets the sealed buffer retries the install).
+            Err(e) if e.is_storage_full() => Some(e),
             Err(e) => return Err(e),
-        }
-        Ok(Some(next_base))
+        };
+        Ok(Some(Sealed {
+            end: next_base,
+            install_deferred,
+        }))
     }
 
     /// [`Shared::install`]; if it fails because the buffer to install is stalled on a full
@@ -659,7 +684,9 @@ impl Shared {
             if target <= base || snap.offset() == self.initial_offset(base) {
                 return Ok(target.min(base));
             }
-            if let Some(end) = self.try_seal(idx, snap, false)? {
+            if let Some(Sealed { end, .. }) = self.try_seal(idx, snap, false)? {
+                // A parked install is not ours to report: the durability wait that follows
+                // meets the stalled buffer itself if it needs it.
                 debug_assert!(end >= target);
                 return Ok(target);
             }

@@ -361,6 +361,8 @@ struct Script {
     gate: Option<u64>,
     entered: bool,
     open: bool,
+    /// The thread of each write failed by `fail`, in order.
+    failed_by: Vec<std::thread::ThreadId>,
 }
 
 #[derive(Debug)]
@@ -403,6 +405,7 @@ impl StorageFile for GatedFile {
         let (m, cv) = &*self.script;
         let mut s = m.lock().expect("script lock");
         if s.fail.iter().any(|&o| covers(o)) {
+            s.failed_by.push(std::thread::current().id());
             return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
         }
         if s.gate.is_some_and(covers) {
@@ -512,4 +515,46 @@ fn a_failed_retry_of_a_later_stalled_buffer_does_not_end_a_wait_for_an_earlier_o
     log.flush().expect("flush once space is back");
     assert_eq!(log.read(pa).expect("read a"), a);
     assert_eq!(log.read(pb).expect("read b"), b);
+}
+
+/// A reservation that needs a stalled buffer for the next install retries its write once and
+/// then fails: it used to retry twice (once in the seal's install, and again on meeting its
+/// own parked install while it looped back to reserve).
+#[test]
+fn a_reservation_retries_the_stalled_buffer_it_needs_once() {
+    let sim = SimStorage::new();
+    let gated = Gated {
+        inner: sim.clone(),
+        script: Arc::default(),
+    };
+    let cfg = Config {
+        io_buffer_count: 2,
+        ..small_config()
+    };
+    let (log, _) = Log::open(cfg.clone(), Arc::new(gated.clone()), Lsn(0)).expect("open");
+    let (_, pa) = log.append(&body(1, 300)).expect("append a");
+    gated.script().fail.push(pa.file_offset());
+    assert_full(&log.flush().expect_err("a's write fails"), "flush of a");
+    let me = std::thread::current().id();
+    let mine = |g: &Gated| g.script().failed_by.iter().filter(|&&t| t == me).count();
+    let mut failed_calls = 0;
+    for i in 0..40u64 {
+        let before = mine(&gated);
+        match log.append(&body(10 + i, 300)) {
+            Ok(_) => assert_eq!(mine(&gated), before, "append {i} wrote nothing"),
+            Err(e) => {
+                assert_full(&e, "append that needs the stalled buffer");
+                let retries = mine(&gated) - before;
+                // 0 when the I/O writer's retry of the buffer failed while we waited for it.
+                assert!(
+                    retries <= 1,
+                    "append {i} retried the stalled write {retries} times"
+                );
+                failed_calls += 1;
+            }
+        }
+    }
+    assert!(failed_calls > 0, "no append needed the stalled buffer");
+    gated.script().fail.clear();
+    log.flush().expect("flush once space is back");
 }
