@@ -71,6 +71,8 @@ pub mod io;
 mod locate;
 mod lock;
 mod log;
+#[cfg(all(test, loom))]
+mod loom_models;
 mod recovery;
 mod reservation;
 mod segments;

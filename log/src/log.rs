@@ -1,7 +1,7 @@
 //! [`Log`]: open (with recovery), reserve, read, make stable, account, close.
 
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use crate::reservation::Reservation;
 use crate::segments::SegmentStats;
 use crate::shared::{lock, wait, DeadBlob, SaltSource, Shared, Stable};
 use crate::stats::{bump, Counters, LogStats};
-use crate::sync::{AtomicBool, StdAtomicU64};
+use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, StdAtomicU64};
 use crate::types::{DiskPtr, Lsn};
 use crate::writer;
 
@@ -105,7 +105,7 @@ impl Log {
             file,
             data_path,
             bufs,
-            current: StdAtomicU64::new(0),
+            current: AtomicU64::new(0),
             reserve_limit: StdAtomicU64::new(0),
             segments: Arc::new(Mutex::new(scan.table)),
             stable: Mutex::new(stable),

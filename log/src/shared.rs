@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use crate::buffer::state::{Reserve, Snapshot};
 use crate::buffer::{Incarnation, IoBuffer, Status};
@@ -39,7 +39,9 @@ use crate::format::{RecordKind, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::io::{Storage, StorageFile};
 use crate::segments::SegmentTable;
 use crate::stats::{bump, Counters};
-use crate::sync::{AtomicBool, Ordering, StdAtomicU64};
+use crate::sync::{
+    yield_now, AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, StdAtomicU64,
+};
 use crate::types::SegmentId;
 
 /// Locks a mutex. A poisoned mutex means a thread panicked mid-update (a broken invariant),
@@ -132,7 +134,7 @@ pub(crate) struct Shared {
     /// Sequence number of the installed buffer. Release store by the installer after the
     /// word's install; Acquire loads pair with it (a stale value is harmless: the word's
     /// generation and the incarnation's `seq` are what is trusted).
-    pub current: StdAtomicU64,
+    pub current: AtomicU64,
     /// The end (base LSN + capacity) of the latest installed buffer: an upper bound of every
     /// LSN reserved so far, for [`Shared::reserve_head`] when it cannot get a validated view.
     /// Monotonic (`fetch_max`, Release, by the installer before the word's install); Acquire
@@ -301,7 +303,7 @@ impl Shared {
                     }
                 }
                 Reserve::Sealed => self.wait_for_advance(seq)?,
-                Reserve::Busy => std::thread::yield_now(),
+                Reserve::Busy => yield_now(),
             }
         }
     }
@@ -403,7 +405,10 @@ impl Shared {
     }
 
     /// Waits until buffer `idx` is written out and free (for its next install). If it is
-    /// stalled on a full disk, retries its write (or waits for the thread retrying it), and fails with the full-disk error once a write of `idx` failed since
+    /// queued (handed off, not yet taken), the I/O writer writes it; under loom there is no
+    /// I/O writer, so this writes the queue itself, as a committer does (whoever takes the
+    /// queue under the lock owns those buffers). If it is stalled on a full disk, retries its
+    /// write (or waits for the thread retrying it), and fails with the full-disk error once a write of `idx` failed since
     /// this call started (a failure of another stalled buffer does not count): an install
     /// must not wait for free space with the whole rotation behind it.
     fn wait_free(&self, idx: usize) -> Result<()> {
@@ -425,6 +430,10 @@ impl Shared {
                 }
                 // The stalled buffers up to ours, oldest first (the prefix advances too).
                 st.stall.take_idle(base + 1)
+            } else if cfg!(loom) && st.queue.contains(&idx) {
+                // Not outside loom: the I/O writer is woken by the hand-off, and a storage
+                // panic then stays on that thread (`tests/panics.rs`).
+                std::mem::take(&mut st.queue)
             } else {
                 Vec::new()
             };
@@ -434,7 +443,7 @@ impl Shared {
                 continue;
             }
             drop(st);
-            crate::writer::write_taken(self, &batch, "installer retrying stalled buffers");
+            crate::writer::write_taken(self, &batch, "installer writing buffers");
             st = lock(&self.stable);
         }
     }
@@ -616,7 +625,7 @@ impl Shared {
         loop {
             let Some((snap, inc)) = buf.validated_view() else {
                 // Mid-install (which waits for nothing once it has a free buffer).
-                std::thread::yield_now();
+                yield_now();
                 continue;
             };
             if inc.base_lsn != base || snap.is_sealed() {
@@ -671,6 +680,8 @@ impl Shared {
             let seq = self.current.load(Ordering::Acquire);
             let idx = (seq % self.bufs.len() as u64) as usize;
             let Some((snap, inc)) = self.bufs[idx].validated_view() else {
+                // Mid-install, as in `seal_for_read`.
+                yield_now();
                 continue;
             };
             if snap.is_sealed() {

@@ -77,6 +77,8 @@ fn poison_after_panic(sh: &Shared, role: &str) {
     // Release: pairs with the Acquire loads of the fast-path flag (as in `Shared::poison`).
     sh.poisoned.store(true, Ordering::Release);
     drop(st);
+    // loom's mutexes are never poisoned (and have no `clear_poison`).
+    #[cfg(not(loom))]
     sh.stable.clear_poison();
     sh.stable_cv.notify_all();
     sh.io_cv.notify_all();
@@ -215,6 +217,12 @@ fn note_written(st: &mut Stable, start: u64, end: u64) {
     } {
         st.written_end = e;
     }
+    // A stalled buffer is never noted written, so the prefix (hence `durable`) stops below it.
+    assert!(
+        !st.stall.blocks(st.written_end),
+        "written_end {} passed a stalled buffer",
+        st.written_end
+    );
 }
 
 /// Frees drained segments whose drain is durable, behind the epoch; truncates a free tail.

@@ -5,9 +5,7 @@
 pub(crate) mod mem;
 pub(crate) mod state;
 
-use std::sync::Mutex;
-
-use crate::sync::{fence, AtomicU32, AtomicU64, Ordering, StdAtomicU64};
+use crate::sync::{fence, AtomicU32, AtomicU64, Mutex, Ordering, StdAtomicU64};
 use crate::types::SegmentId;
 use mem::BufMem;
 use state::{BufferWord, Snapshot};

@@ -32,13 +32,13 @@
 //! before a successful sync started, exactly as when the I/O thread synced.
 
 use std::collections::BTreeMap;
-use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use super::{reclaim, write_taken, PoisonOnUnwind};
 use crate::error::{Error, Result};
 use crate::shared::{lock, wait, Shared, Stable};
 use crate::stats::bump;
+use crate::sync::MutexGuard;
 
 /// Group-commit bookkeeping: a field of [`Stable`], so behind the `stable` lock.
 #[derive(Debug, Default)]
@@ -231,7 +231,8 @@ fn gather<'a>(sh: &'a Shared, mut st: MutexGuard<'a, Stable>) -> MutexGuard<'a, 
             || (st.commit.waiting >= st.commit.expected && st.written_end >= st.sync_requested)
     };
     let max_wait = Duration::from_micros(sh.cfg.group_commit_wait_us).min(st.commit.sync_time);
-    if ready(&st) || max_wait.is_zero() {
+    // Under loom a timed wait never times out (see `crate::sync`): no gathering there.
+    if ready(&st) || max_wait.is_zero() || cfg!(loom) {
         return st;
     }
     let deadline = Instant::now() + max_wait;
