@@ -226,8 +226,10 @@ impl Log {
     ///
     /// Reads go on while the disk is full: a record in a buffer whose write stalled is copied
     /// from that buffer (it stays in memory, handed off, until a retry writes it), and reading
-    /// a record of the buffer being filled seals it without waiting for the next buffer's
-    /// install. Reads go on after an I/O failure poisoned the log too: every read checks the
+    /// a record of the buffer being filled seals it without waiting for another thread's
+    /// install of the next buffer. (If this read wins the seal it installs the next buffer
+    /// itself, waiting until that one is written out and retrying it once if it stalled; on a
+    /// full disk the install is parked for a later caller and the read goes on.) Reads go on after an I/O failure poisoned the log too: every read checks the
     /// record's LSN, salt and CRC, so a record that a failed write or sync lost is an error,
     /// never wrong data, and that error is reported as the poison (its cause is what went
     /// wrong). After a panic poisoned the log (a broken invariant) reads are refused.
@@ -356,7 +358,10 @@ impl Log {
     /// reserved is no completed record: `StalePointer`, without waiting.
     fn wait_handed_off(&self, idx: usize, base: u64, end: u64) -> Result<()> {
         let sh = &self.shared;
-        // Seals without waiting for the next buffer's install, which may wait for disk space.
+        // Seals without waiting for another thread's install of the next buffer. If this
+        // reader wins the seal it installs the next buffer itself, waiting until that one is
+        // written out and free (one retry if it is stalled; on a full disk the install is
+        // parked, not failed): see "Readers" in `shared.rs`.
         sh.seal_for_read(idx, base, end)?;
         bump(&sh.counters.buffered_read_waits, 1);
         let buf = &sh.bufs[idx];

@@ -13,18 +13,26 @@
 //! holding a reservation, except as documented on [`Log::reserve`](crate::Log::reserve).
 //!
 //! A full disk. Step (3) may find `bufs[(seq + 1) % count]` stalled (its write met `ENOSPC`
-//! and waits for a retry, `writer/stall.rs`). The installer then retries that write once and,
-//! if it fails again, gives up *before changing anything*: it parks the step in
+//! and waits for a retry, `writer/stall.rs`). The installer then retries that write once (or
+//! waits for the thread retrying it) and, if that write fails, gives up *before changing
+//! anything*: it parks the step in
 //! `Stable::pending_install` (under the `stable` lock) and returns. The seal stands, `current`
 //! stays at `seq`, and the sealed buffer is handed off as usual. Invariant: while
 //! `pending_install` is set, `current` names a sealed buffer and the parked step is
 //! `current + 1`; at most one step is parked, and only the thread that took it out of
 //! `pending_install` (or the sealer, before parking it) may install. A thread that meets the
 //! sealed word (`wait_for_advance`) takes the parked step and becomes the installer, unless a
-//! retry already failed since it started waiting: then it returns the full-disk error instead
-//! of waiting. So reservations fail promptly once every buffer waits for the stalled one, and
-//! the rotation resumes on the first call after space is freed. Readers never wait for the
-//! rotation (`seal_for_read`).
+//! write of the buffer that step needs failed since it started waiting: then it returns the
+//! full-disk error instead of waiting. A reserver whose own seal parked the step returns that
+//! error at once (its install was its one retry). So reservations fail promptly once every
+//! buffer waits for the stalled one, and the rotation resumes on the first call after space is
+//! freed. A poisoned log parks nothing: every caller hears the poison.
+//!
+//! Readers. A reader that needs the current buffer handed off (`seal_for_read`) never waits
+//! for *another* thread's install to advance `current`, and never fails because the next
+//! buffer cannot be installed. But a reader that wins the seal is the sealer, so it installs
+//! the next buffer like any sealer: it waits until that buffer is written out and free
+//! (retrying it once if it is stalled), and on a full disk parks the step and goes on.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -618,8 +626,10 @@ impl Shared {
 
     /// Seals buffer `idx` if it still fills the incarnation from `base` and LSNs up to `end`
     /// were reserved in it, so a reader can wait for its hand-off (see `Log::read`). Unlike
-    /// [`Shared::seal_for`] it never waits for the rotation to advance: a reader must not fail
-    /// because the next buffer cannot be installed yet (a full disk).
+    /// [`Shared::seal_for`] it never waits for another thread's install to advance `current`,
+    /// and a parked install is not its error: a reader must not fail because the next buffer
+    /// cannot be installed yet (a full disk). If it wins the seal it is the installer, though,
+    /// and waits as one (see the module comment, "Readers").
     pub(crate) fn seal_for_read(&self, idx: usize, base: u64, end: u64) -> Result<()> {
         let buf = &self.bufs[idx];
         loop {

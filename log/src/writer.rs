@@ -15,7 +15,7 @@
 //!
 //! A full disk (see [`stall`]) stalls a buffer instead of poisoning the log: it stays in
 //! memory and is written again later, by this thread after a backoff or by whoever needs it.
-//! Syncs failures, and write failures other than a full disk, still poison.
+//! Sync failures, and write failures other than a full disk, still poison.
 
 mod commit;
 mod stall;
