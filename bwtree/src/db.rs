@@ -116,7 +116,10 @@ impl Db {
         self.default.stats()
     }
 
-    /// Whether the last background error (checkpoint, cleaning) left a message.
+    /// What the background thread's latest checkpoint or cleaning pass failed with, if one
+    /// did. A full disk is reported until a later pass of the same task succeeds (once space
+    /// is freed); any other error (the log refuses writes, a file is damaged) stays until the
+    /// database is reopened.
     pub fn background_error(&self) -> Option<String> {
         self.shared.core.cache.background_error()
     }

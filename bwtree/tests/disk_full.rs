@@ -10,7 +10,8 @@
 //!   a stalled log buffer;
 //! - once space is freed, writes and `flush` succeed again on the same open database;
 //! - after that, a power loss (`CrashMode::CHAOS`) recovers a prefix of the successful writes
-//!   holding every acknowledged one, and a clean close and reopen recovers all of them.
+//!   holding every acknowledged one, and a clean close and reopen recovers all of them;
+//! - the background thread's full-disk checkpoint error clears once a checkpoint succeeds.
 //!
 //! `BWTREE_DISK_FULL_SEED=<n>` reproduces; `BWTREE_DISK_FULL_RUNS=<n>` scales (default 64).
 
@@ -280,4 +281,43 @@ fn reopening_on_a_still_full_disk_fails_cleanly() {
     let (_db, trees) = open(&sim).expect("reopen after freeing space");
     writes.assert_prefix(&dump(&trees).expect("scan"), "reopen after freeing space");
     println!("reopen on a full disk: {outcome}");
+}
+
+/// The background thread's checkpoints fail on a full disk and say so in
+/// `Db::background_error`; once space is freed and a checkpoint succeeds, the error is gone
+/// (it reports the latest state, not the first failure ever).
+#[test]
+fn the_background_error_of_a_full_disk_clears_after_a_successful_checkpoint() {
+    let sim = SimStorage::new();
+    let db = common::workload::config()
+        .checkpoint_every_ms(Some(5))
+        .open_on_storage(std::sync::Arc::new(sim.clone()))
+        .expect("open");
+    for i in 0u32..50 {
+        db.insert(i.to_be_bytes(), [7u8; 100]).expect("insert");
+    }
+    db.flush().expect("flush");
+    let wait_for = |what: &str, done: &dyn Fn(&Option<String>) -> bool| {
+        let started = Instant::now();
+        loop {
+            let e = db.background_error();
+            if done(&e) {
+                return e;
+            }
+            assert!(
+                started.elapsed().as_secs() < 20,
+                "{what}: still {e:?} after 20 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    assert_eq!(db.background_error(), None);
+    sim.set_capacity(Some(sim.used_bytes()));
+    let e = wait_for("a checkpoint on the full disk", &|e| e.is_some());
+    println!("on the full disk: {e:?}");
+    sim.set_capacity(None);
+    wait_for("a checkpoint after freeing space", &|e| e.is_none());
+    db.insert(b"after", b"space")
+        .expect("insert after freeing space");
+    db.flush().expect("flush after freeing space");
 }
