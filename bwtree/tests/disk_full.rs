@@ -8,7 +8,8 @@
 //!   fails the same way (or succeeds, if what it needs fits), promptly;
 //! - reads keep working throughout, including pages evicted to records that are still only in
 //!   a stalled log buffer;
-//! - once space is freed, writes and `flush` succeed again on the same open database;
+//! - once space is freed, writes and `flush` succeed again on the same open database, and
+//!   every page whose free met the full disk (an unpublished split half) has been freed;
 //! - after that, a power loss (`CrashMode::CHAOS`) recovers a prefix of the successful writes
 //!   holding every acknowledged one, and a clean close and reopen recovers all of them;
 //! - the background thread's full-disk checkpoint error clears once a checkpoint succeeds.
@@ -129,6 +130,7 @@ struct Seen {
     failed_writes: u64,
     failed_flushes: u64,
     page_ins_while_full: u64,
+    orphans_while_full: u64,
 }
 
 /// One database filled to a full disk, checked while full, revived by freeing space, then
@@ -181,6 +183,7 @@ fn one_disk_full(seed: u64, room_bytes: u64) -> Seen {
     }
     reads_match(&trees, &model, "on the full disk");
     seen.page_ins_while_full = db.stats().cache.page_ins - page_ins;
+    seen.orphans_while_full = db.stats().orphaned_pages;
 
     // Free space: the same open database writes and flushes again.
     sim.set_capacity(None);
@@ -193,6 +196,11 @@ fn one_disk_full(seed: u64, room_bytes: u64) -> Seen {
     }
     flush(&db, &mut writes).expect("second flush after freeing space");
     reads_match(&trees, &model, "after freeing space");
+    assert_eq!(
+        db.stats().orphaned_pages,
+        0,
+        "seed {seed}: pages unlinked on the full disk were not freed once space was back"
+    );
     // Some unacknowledged writes, then power loss while the database is open.
     for _ in 0..rng.below(20) {
         i += 1;
@@ -233,9 +241,11 @@ fn a_full_disk_fails_writes_keeps_reads_and_the_same_db_resumes_once_space_is_fr
     let failed_writes: u64 = all.iter().map(|s| s.failed_writes).sum();
     let failed_flushes: u64 = all.iter().map(|s| s.failed_flushes).sum();
     let page_ins: u64 = all.iter().map(|s| s.page_ins_while_full).sum();
+    let orphans: u64 = all.iter().map(|s| s.orphans_while_full).sum();
     println!(
         "{runs} runs in {:?}: disk full after {keys:?} writes; {failed_writes} writes and \
-         {failed_flushes} flushes failed typed; {page_ins} page-ins served on full disks",
+         {failed_flushes} flushes failed typed; {page_ins} page-ins served on full disks; \
+         {orphans} pages awaiting their free on full disks (all freed after)",
         started.elapsed()
     );
     assert!(page_ins > 0, "no read on a full disk needed the log");

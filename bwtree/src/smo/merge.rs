@@ -254,3 +254,6 @@ impl Tree {
         Ok(self.core.try_prepend(delete, pview, guard)?.is_some())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -28,6 +28,8 @@
 //! node with a single child C: CAS `Remove { parent: root }` onto C (C must cover everything),
 //! then replace the root by C's contents and free C.
 
+#[cfg(test)]
+pub(crate) mod full_disk;
 mod maintain;
 mod merge;
 mod root;
