@@ -78,35 +78,37 @@ supp() { # the options string that loads sanitizers/<name>.supp
     echo "suppressions=$PWD/sanitizers/$1.supp"
 }
 
-asan() {
-    RUSTFLAGS="-Zsanitizer=address --cfg crossbeam_sanitize" \
-    RUSTDOCFLAGS="-Zsanitizer=address" \
-    ASAN_OPTIONS="detect_stack_use_after_return=1:detect_leaks=1" \
-    LSAN_OPTIONS="$(supp lsan)" \
-    CARGO_TARGET_DIR="$base"/san-asan \
-        cargo +nightly test -Zbuild-std --target "$target" --tests --release "${packages[@]}" -- --skip "${no_san_tests[@]}"
+# The verified stress soak (bench/src/stress/verify.rs) in the full mode: 2 threads for 30 s,
+# every answer checked against per-thread models, then a clean reopen. Builds the benchmark's
+# own dependencies first (a few minutes on 2 cores). Runs with the sanitizer's environment.
+soak() {
+    [ "$quick" = 1 ] && return 0
+    cargo +nightly run -Zbuild-std --target "$target" --release -p bench \
+        --no-default-features -- --suite stress --minutes 0.5 --verify \
+        --out "$CARGO_TARGET_DIR"/stress-verify
 }
+
+asan() ( # a subshell: the exports stay in it
+    export RUSTFLAGS="-Zsanitizer=address --cfg crossbeam_sanitize" \
+        RUSTDOCFLAGS="-Zsanitizer=address" \
+        ASAN_OPTIONS="detect_stack_use_after_return=1:detect_leaks=1" \
+        LSAN_OPTIONS="$(supp lsan)" \
+        CARGO_TARGET_DIR="$base"/san-asan
+    cargo +nightly test -Zbuild-std --target "$target" --tests --release "${packages[@]}" -- --skip "${no_san_tests[@]}" || return 1
+    soak
+)
 
 lsan() {
     RUSTFLAGS="-Zsanitizer=leak" LSAN_OPTIONS="$(supp lsan)" CARGO_TARGET_DIR="$base"/san-lsan \
         cargo +nightly test --target "$target" --tests --release "${packages[@]}" -- --skip "${no_san_tests[@]}"
 }
 
-tsan() {
-    RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="$(supp tsan):halt_on_error=1" \
-    CARGO_TARGET_DIR="$base"/san-tsan \
-        cargo +nightly test -Zbuild-std --target "$target" --tests --release "${packages[@]}" -- --skip "${no_san_tests[@]}" || return 1
-    if [ "$quick" = 0 ]; then
-        # The verified stress soak (bench/src/stress/verify.rs): 2 threads for 30 s, every answer
-        # checked against per-thread models. Builds the benchmark's own dependencies first
-        # (a few minutes on 2 cores); about 17k ops/s under TSan.
-        RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="$(supp tsan):halt_on_error=1" \
-        CARGO_TARGET_DIR="$base"/san-tsan \
-            cargo +nightly run -Zbuild-std --target "$target" --release -p bench \
-            --no-default-features -- --suite stress --minutes 0.5 --verify \
-            --out "$base"/san-tsan/stress-verify
-    fi
-}
+tsan() ( # a subshell: the exports stay in it
+    export RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="$(supp tsan):halt_on_error=1" \
+        CARGO_TARGET_DIR="$base"/san-tsan
+    cargo +nightly test -Zbuild-std --target "$target" --tests --release "${packages[@]}" -- --skip "${no_san_tests[@]}" || return 1
+    soak # about 17k ops/s under TSan
+)
 
 miri() {
     # Tree Borrows: crossbeam-epoch needs it. Leaks are ignored because crossbeam's global

@@ -156,7 +156,7 @@ pub fn run(cfg: &StressConfig) -> Result<Vec<Row>> {
         ops as f64 / secs,
         counters.cas_won.load(Ordering::Relaxed),
         counters.cas_lost.load(Ordering::Relaxed),
-        db.len()
+        db.len()?
     );
     if cfg.verify {
         verify::check_all(&db, &mut owners, "after the final flush")?;
@@ -167,7 +167,7 @@ pub fn run(cfg: &StressConfig) -> Result<Vec<Row>> {
             "stress: verified: {} slice checks while running, then every key after the final \
              flush and after a clean reopen ({} keys)",
             counters.verifies.load(Ordering::Relaxed),
-            db.len()
+            db.len()?
         );
     }
     Ok(vec![Row {

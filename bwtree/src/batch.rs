@@ -93,6 +93,7 @@ impl Tree {
                 Ok(Staging::Complete) => {
                     group.commit().map_err(|e| batch_error(e, &ops))?;
                     Counters::bump(&self.core.counters.batches);
+                    self.core.after_write();
                     return Ok(());
                 }
                 Ok(Staging::StartOver) => {

@@ -9,6 +9,7 @@ use crate::base::Base;
 use crate::consolidate::TreeModel;
 use crate::error::{Error, Result};
 use crate::node::{Delta, Page, RawPid};
+use crate::orphans::Orphans;
 use crate::search::View;
 use crate::stats::Counters;
 
@@ -37,19 +38,28 @@ pub(crate) struct Knobs {
 
 /// The state shared by every tree of a database.
 ///
-/// Dropping the last handle flushes (best effort; `Db::flush` reports errors), then the page
+/// Dropping the last handle retries the frees of [`Orphans`] and flushes, then the page
 /// cache writes its final checkpoint, then a temporary database's directory is removed
-/// (fields drop in declaration order).
+/// (fields drop in declaration order). All of that is best effort, since a drop cannot
+/// report: on a full disk (or a poisoned log) the flush fails, and the writes completed since
+/// the last successful flush are lost exactly as in a crash at that point. They were never
+/// acknowledged durable (see the durability contract), and recovery yields the same prefix
+/// it would after a crash; nothing panics or waits for space. A caller who needs to know
+/// calls [`Db::flush`](crate::Db::flush) before dropping: it returns the typed full-disk
+/// error, and succeeds once space is freed.
 pub(crate) struct Core {
     pub(crate) cache: PageCache<TreeModel>,
     pub(crate) knobs: Knobs,
     pub(crate) counters: Counters,
+    /// Unlinked pages whose free met a full disk, freed after a later write or flush.
+    pub(crate) orphans: Orphans,
     /// Held only to be dropped last.
     pub(crate) _temp_dir: Option<TempDir>,
 }
 
 impl Drop for Core {
     fn drop(&mut self) {
+        self.after_write();
         let _ = self.cache.flush();
     }
 }
@@ -94,6 +104,8 @@ impl Core {
         guard: &'g Guard,
     ) -> Result<Option<View<'g>>> {
         debug_delay(self.knobs.debug_delay);
+        #[cfg(test)]
+        hooks::reached(hooks::Point::Prepend);
         match self.cache.prepend(delta, view, guard)? {
             Ok(v) => Ok(Some(v)),
             Err(_) => {
@@ -122,13 +134,31 @@ impl Core {
 
     /// A new page holding `page`.
     pub(crate) fn allocate(&self, page: Page, guard: &Guard) -> Result<Pid> {
+        #[cfg(test)]
+        hooks::reached(hooks::Point::Allocate);
         Ok(self.cache.allocate(Base::new(page), guard)?)
     }
 
-    /// Frees a page nobody can reach any more (an unpublished split half, a merged node).
-    /// Retries while eviction or cleaning moves it; gives up quietly if it is already gone.
+    /// Frees a page nobody can reach any more (an unpublished split half, a merged node); the
+    /// caller is the page's one freer (see [`Orphans`]). On a full disk the free is logged
+    /// later: the pid goes to the orphan list and this returns `Ok` (the structure change that
+    /// unlinked the page is complete; failing it would report a done change as failed).
     pub(crate) fn free_unreachable(&self, pid: RawPid, guard: &Guard) -> Result<()> {
         let pid = pid_of(pid)?;
+        match self.try_free(pid, guard) {
+            Err(e) if e.is_storage_full() => {
+                self.orphans.push(pid);
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    /// Frees an unreachable page. Retries while eviction or cleaning moves it; gives up
+    /// quietly if it is already gone.
+    fn try_free(&self, pid: Pid, guard: &Guard) -> Result<()> {
+        #[cfg(test)]
+        hooks::reached(hooks::Point::Free);
         for _ in 0..MAX_RESTARTS {
             let Some(view) = self.read(pid, guard)? else {
                 return Ok(());
@@ -138,6 +168,28 @@ impl Core {
             }
         }
         Err(Error::Contention("freeing a page"))
+    }
+
+    /// Called after every successful write and flush: if pages are waiting on the orphan list
+    /// (one Relaxed load when none are), retries their frees now that the log took a record.
+    pub(crate) fn after_write(&self) {
+        if self.orphans.any() {
+            self.free_orphans();
+        }
+    }
+
+    /// Retries the free of every listed orphan. Stops at the first failure (on a disk that is
+    /// full again the rest would fail too) and lists that pid and the rest again. Never fails
+    /// the caller: the write or flush that triggered it is complete.
+    pub(crate) fn free_orphans(&self) {
+        let guard = crossbeam_epoch::pin();
+        let mut pids = self.orphans.take().into_iter();
+        while let Some(pid) = pids.next() {
+            if self.try_free(pid, &guard).is_err() {
+                self.orphans.put_back(std::iter::once(pid).chain(pids));
+                return;
+            }
+        }
     }
 }
 
@@ -181,5 +233,54 @@ fn debug_delay(on: bool) {
     }
     if on && RNG.with(|r| r.borrow_mut().below(4)) == 0 {
         std::thread::yield_now();
+    }
+}
+
+/// Test hooks: run a closure when this thread next reaches a point, so a test can fill the
+/// disk between two steps of one operation (the operation then meets a real full disk there).
+#[cfg(test)]
+pub(crate) mod hooks {
+    use std::cell::RefCell;
+
+    /// Where a hook may run.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Point {
+        /// Before a tree CAS that prepends a delta.
+        Prepend,
+        /// Before allocating a page.
+        Allocate,
+        /// Before freeing an unreachable page.
+        Free,
+    }
+
+    type Hook = (Point, u32, Box<dyn FnOnce()>);
+
+    thread_local! {
+        static NEXT: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f` when this thread reaches `point` for the `nth` time from now (0: the next).
+    pub(crate) fn at(point: Point, nth: u32, f: impl FnOnce() + 'static) {
+        NEXT.with(|n| *n.borrow_mut() = Some((point, nth, Box::new(f))));
+    }
+
+    pub(super) fn reached(point: Point) {
+        let due = NEXT.with(|n| {
+            let mut n = n.borrow_mut();
+            match n.take() {
+                Some((p, 0, f)) if p == point => Some(f),
+                Some((p, k, f)) if p == point => {
+                    *n = Some((p, k - 1, f));
+                    None
+                }
+                other => {
+                    *n = other;
+                    None
+                }
+            }
+        });
+        if let Some(f) = due {
+            f();
+        }
     }
 }

@@ -50,6 +50,7 @@ impl Db {
             cache,
             knobs,
             counters: Counters::default(),
+            orphans: Default::default(),
             _temp_dir: temp.then(|| crate::core::TempDir(path)),
         });
         let shared = Arc::new(DbShared {
@@ -87,8 +88,16 @@ impl Db {
     }
 
     /// Makes every completed write durable before returning.
+    ///
+    /// On a full disk it fails with an [`Error::Io`] for which [`Error::is_storage_full`]
+    /// holds, and the writes completed since the last successful flush are not durable yet
+    /// (they stay visible, and a later `flush` makes them durable once space is freed). Call
+    /// it before dropping the last handle to learn whether they made it: the drop flushes too,
+    /// but cannot report, and loses them on a full disk as a crash would.
     pub fn flush(&self) -> Result<()> {
-        Ok(self.shared.core.cache.flush()?)
+        self.shared.core.cache.flush()?;
+        self.shared.core.after_write();
+        Ok(())
     }
 
     /// Writes a checkpoint now (the background thread does this every
@@ -116,7 +125,10 @@ impl Db {
         self.default.stats()
     }
 
-    /// Whether the last background error (checkpoint, cleaning) left a message.
+    /// What the background thread's latest checkpoint or cleaning pass failed with, if one
+    /// did. A full disk is reported until a later pass of the same task succeeds (once space
+    /// is freed); any other error (the log refuses writes, a file is damaged) stays until the
+    /// database is reopened.
     pub fn background_error(&self) -> Option<String> {
         self.shared.core.cache.background_error()
     }
@@ -220,7 +232,7 @@ fn open_named(core: &Arc<Core>, name: Value) -> Result<Tree> {
             Ok(None) => {}
             Err(e) => {
                 // On a full disk the catalog entry was not installed: free the root nobody
-                // names (best effort, as for an unpublished split half).
+                // names (through the orphan list, as for an unpublished split half).
                 if e.is_storage_full() {
                     let _ = core.free_unreachable(root.get(), &guard);
                 }

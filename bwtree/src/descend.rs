@@ -3,7 +3,8 @@
 //! Arriving at a node, the probe is checked against the node's fences: past the high fence,
 //! follow the right sibling (a split whose index entry is not posted yet: post it on the way);
 //! below the low fence, or at a freed or removed node, restart from the root (after helping a
-//! removal finish). Restarts are bounded ([`MAX_RESTARTS`]) and back off; a descent that keeps
+//! removal finish). A reader never fails because helping cannot write (a full disk): it skips
+//! posting the index entry, and reads past a half-done removal (`Tree::detour_removed`). Restarts are bounded ([`MAX_RESTARTS`]) and back off; a descent that keeps
 //! restarting over the same unchanged pages reports a damaged tree (see [`crate::stuck`]).
 
 use crossbeam_epoch::Guard;
@@ -12,6 +13,7 @@ use radix::Pid;
 use crate::core::{backoff, pid_of, MAX_RESTARTS};
 use crate::error::{Error, Result};
 use crate::search::{header, route, Header, Probe, View};
+use crate::smo::Detour;
 use crate::stats::Counters;
 use crate::stuck::{StuckDetector, Trace, Why, TRACE_AFTER};
 use crate::tree::Tree;
@@ -117,8 +119,24 @@ impl Tree {
                 return Ok(Step::Restart(Why::Structure("a node at the wrong level")));
             }
             if let Some(parent) = h.removed {
-                self.help_removed(pid, parent, guard)?;
-                return Ok(Step::Restart(Why::Race));
+                match self.help_removed(pid, parent, guard) {
+                    Ok(()) => return Ok(Step::Restart(Why::Race)),
+                    // Helping writes; a reader must not fail because the database cannot
+                    // write (a full disk): it reads past the half-done removal instead.
+                    Err(e) if mode == Mode::Read && cannot_write(&e) => {
+                        match self.detour_removed(pid, parent, guard)? {
+                            Detour::ReadThrough => {} // on to the range checks, as any node
+                            Detour::Absorbed(left) => {
+                                pid = left;
+                                level = Some(h.level);
+                                via_parent = false;
+                                continue;
+                            }
+                            Detour::Restart => return Ok(Step::Restart(Why::Race)),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             if probe.before(h.low) {
                 return Ok(Step::Restart(Why::Structure(
@@ -136,9 +154,9 @@ impl Tree {
                         match self.post_index_entry(parent, pid, &h, guard) {
                             // Posting the index entry of a half-done split only shortens later
                             // descents; moving right is correct without it. A reader must not
-                            // fail because the database cannot write (a full disk poisoned
-                            // the log): it moves right.
-                            Err(Error::Poisoned(_) | Error::Io { .. }) if mode == Mode::Read => {}
+                            // fail because the database cannot write (a full disk, a
+                            // poisoned log): it moves right.
+                            Err(e) if mode == Mode::Read && cannot_write(&e) => {}
                             r => r?,
                         }
                     }
@@ -178,4 +196,10 @@ impl Tree {
             "an endless chain of right siblings",
         )))
     }
+}
+
+/// Whether `e` says the database cannot write now (a full disk, a poisoned log), which a
+/// reader that only tried to help a structure change along does not report.
+fn cannot_write(e: &Error) -> bool {
+    matches!(e, Error::Poisoned(_) | Error::Io { .. })
 }

@@ -51,6 +51,7 @@ pub mod fuzzing;
 mod iter;
 mod leaf_scan;
 mod node;
+mod orphans;
 mod range;
 mod search;
 mod smo;

@@ -60,13 +60,19 @@ impl Tree {
         self.iter().next_back().transpose()
     }
 
-    /// The number of entries. Walks every leaf (like sled): O(n).
-    pub fn len(&self) -> usize {
-        self.iter().filter(|r| r.is_ok()).count()
+    /// The number of entries. Walks every leaf (like sled): O(n). Unlike sled's, a page that
+    /// cannot be read is an error, never a short count.
+    pub fn len(&self) -> Result<usize> {
+        let mut n = 0;
+        for entry in self.iter() {
+            entry?;
+            n += 1;
+        }
+        Ok(n)
     }
 
-    /// Whether the tree holds no entry.
-    pub fn is_empty(&self) -> bool {
-        !matches!(self.first(), Ok(Some(_)))
+    /// Whether the tree holds no entry (an unreadable first page is an error).
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.first()?.is_none())
     }
 }

@@ -26,7 +26,7 @@ impl Counters {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self, cache: PageCacheStats) -> Stats {
+    pub(crate) fn snapshot(&self, cache: PageCacheStats, orphaned_pages: usize) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
             cas_failures: get(&self.cas_failures),
@@ -40,6 +40,7 @@ impl Counters {
             index_entries_posted: get(&self.index_entries_posted),
             helps: get(&self.helps),
             batches: get(&self.batches),
+            orphaned_pages: orphaned_pages as u64,
             cache,
         }
     }
@@ -71,6 +72,9 @@ pub struct Stats {
     pub helps: u64,
     /// Atomic batches applied.
     pub batches: u64,
+    /// Pages unlinked from the tree whose free met a full disk, waiting (now, not since open)
+    /// to be freed by the next successful write or flush.
+    pub orphaned_pages: u64,
     /// The page cache's counters: chain lengths, page-ins, evictions, resident bytes, ...
     pub cache: PageCacheStats,
 }

@@ -198,6 +198,7 @@ impl Tree {
                         r => r?,
                     }
                 }
+                self.core.after_write();
                 return Ok(out);
             }
         }
@@ -206,7 +207,9 @@ impl Tree {
 
     /// Counters since the database was opened.
     pub fn stats(&self) -> Stats {
-        self.core.counters.snapshot(self.core.cache.stats())
+        self.core
+            .counters
+            .snapshot(self.core.cache.stats(), self.core.orphans.len())
     }
 
     /// This tree's name (empty for the default tree).

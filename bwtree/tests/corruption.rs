@@ -328,6 +328,14 @@ fn open_and_read(dir: &Path, model: &Model) -> Result<Seen, String> {
     if seen.read_errors == 0 && scanned != model.len() {
         return Err(format!("scan returned {scanned} of {} keys", model.len()));
     }
+    // `len` walks the same leaves: a page the scan could not read must make it fail too,
+    // never return a short count.
+    match db.len() {
+        Ok(n) if n == model.len() => {}
+        Ok(n) => return Err(format!("len {n}, model has {} keys", model.len())),
+        Err(e) if seen.read_errors > 0 => drop(e),
+        Err(e) => return Err(format!("len failed ({e}) where the scan did not")),
+    }
     drop(db);
     Ok(seen)
 }

@@ -8,9 +8,11 @@
 //!   fails the same way (or succeeds, if what it needs fits), promptly;
 //! - reads keep working throughout, including pages evicted to records that are still only in
 //!   a stalled log buffer;
-//! - once space is freed, writes and `flush` succeed again on the same open database;
+//! - once space is freed, writes and `flush` succeed again on the same open database, and
+//!   every page whose free met the full disk (an unpublished split half) has been freed;
 //! - after that, a power loss (`CrashMode::CHAOS`) recovers a prefix of the successful writes
-//!   holding every acknowledged one, and a clean close and reopen recovers all of them.
+//!   holding every acknowledged one, and a clean close and reopen recovers all of them;
+//! - the background thread's full-disk checkpoint error clears once a checkpoint succeeds.
 //!
 //! `BWTREE_DISK_FULL_SEED=<n>` reproduces; `BWTREE_DISK_FULL_RUNS=<n>` scales (default 64).
 
@@ -128,6 +130,7 @@ struct Seen {
     failed_writes: u64,
     failed_flushes: u64,
     page_ins_while_full: u64,
+    orphans_while_full: u64,
 }
 
 /// One database filled to a full disk, checked while full, revived by freeing space, then
@@ -180,6 +183,7 @@ fn one_disk_full(seed: u64, room_bytes: u64) -> Seen {
     }
     reads_match(&trees, &model, "on the full disk");
     seen.page_ins_while_full = db.stats().cache.page_ins - page_ins;
+    seen.orphans_while_full = db.stats().orphaned_pages;
 
     // Free space: the same open database writes and flushes again.
     sim.set_capacity(None);
@@ -192,6 +196,11 @@ fn one_disk_full(seed: u64, room_bytes: u64) -> Seen {
     }
     flush(&db, &mut writes).expect("second flush after freeing space");
     reads_match(&trees, &model, "after freeing space");
+    assert_eq!(
+        db.stats().orphaned_pages,
+        0,
+        "seed {seed}: pages unlinked on the full disk were not freed once space was back"
+    );
     // Some unacknowledged writes, then power loss while the database is open.
     for _ in 0..rng.below(20) {
         i += 1;
@@ -232,9 +241,11 @@ fn a_full_disk_fails_writes_keeps_reads_and_the_same_db_resumes_once_space_is_fr
     let failed_writes: u64 = all.iter().map(|s| s.failed_writes).sum();
     let failed_flushes: u64 = all.iter().map(|s| s.failed_flushes).sum();
     let page_ins: u64 = all.iter().map(|s| s.page_ins_while_full).sum();
+    let orphans: u64 = all.iter().map(|s| s.orphans_while_full).sum();
     println!(
         "{runs} runs in {:?}: disk full after {keys:?} writes; {failed_writes} writes and \
-         {failed_flushes} flushes failed typed; {page_ins} page-ins served on full disks",
+         {failed_flushes} flushes failed typed; {page_ins} page-ins served on full disks; \
+         {orphans} pages awaiting their free on full disks (all freed after)",
         started.elapsed()
     );
     assert!(page_ins > 0, "no read on a full disk needed the log");
@@ -280,4 +291,43 @@ fn reopening_on_a_still_full_disk_fails_cleanly() {
     let (_db, trees) = open(&sim).expect("reopen after freeing space");
     writes.assert_prefix(&dump(&trees).expect("scan"), "reopen after freeing space");
     println!("reopen on a full disk: {outcome}");
+}
+
+/// The background thread's checkpoints fail on a full disk and say so in
+/// `Db::background_error`; once space is freed and a checkpoint succeeds, the error is gone
+/// (it reports the latest state, not the first failure ever).
+#[test]
+fn the_background_error_of_a_full_disk_clears_after_a_successful_checkpoint() {
+    let sim = SimStorage::new();
+    let db = common::workload::config()
+        .checkpoint_every_ms(Some(5))
+        .open_on_storage(std::sync::Arc::new(sim.clone()))
+        .expect("open");
+    for i in 0u32..50 {
+        db.insert(i.to_be_bytes(), [7u8; 100]).expect("insert");
+    }
+    db.flush().expect("flush");
+    let wait_for = |what: &str, done: &dyn Fn(&Option<String>) -> bool| {
+        let started = Instant::now();
+        loop {
+            let e = db.background_error();
+            if done(&e) {
+                return e;
+            }
+            assert!(
+                started.elapsed().as_secs() < 20,
+                "{what}: still {e:?} after 20 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    assert_eq!(db.background_error(), None);
+    sim.set_capacity(Some(sim.used_bytes()));
+    let e = wait_for("a checkpoint on the full disk", &|e| e.is_some());
+    println!("on the full disk: {e:?}");
+    sim.set_capacity(None);
+    wait_for("a checkpoint after freeing space", &|e| e.is_none());
+    db.insert(b"after", b"space")
+        .expect("insert after freeing space");
+    db.flush().expect("flush after freeing space");
 }

@@ -281,8 +281,11 @@ impl Run {
                 );
             }
             Act::Len(t) => {
-                prop_assert_eq!(self.trees[*t].len(), self.model[*t].len());
-                prop_assert_eq!(self.trees[*t].is_empty(), self.model[*t].is_empty());
+                prop_assert_eq!(self.trees[*t].len().unwrap(), self.model[*t].len());
+                prop_assert_eq!(
+                    self.trees[*t].is_empty().unwrap(),
+                    self.model[*t].is_empty()
+                );
             }
             Act::Fill(t, s, n, v) => {
                 for i in 0..*n {

@@ -55,7 +55,7 @@ impl<M: PageModel> PageCache<M> {
             evicting: Mutex::new(()),
             checkpointing: Mutex::new(()),
             cleaning: Mutex::new(CleanerState::default()),
-            background_error: Mutex::new(None),
+            background_error: Mutex::new(BackgroundErrors::default()),
             _model: PhantomData,
         });
         // A checkpoint right away bounds the next startup and makes the loaded checkpoint the
@@ -156,10 +156,12 @@ impl<M: PageModel> PageCache<M> {
         &self.inner.log
     }
 
-    /// The last error the background thread met, if any (it keeps running; the log's poison
-    /// also surfaces in foreground calls).
+    /// What the background thread's latest checkpoint or cleaning pass failed with, if one
+    /// did (the thread keeps running; the log's poison also surfaces in foreground calls).
+    /// A full disk is reported until a later pass of the same task succeeds; any other error
+    /// (the log is poisoned, a file is damaged) stays until the cache is reopened.
     pub fn background_error(&self) -> Option<String> {
-        lock(&self.inner.background_error).clone()
+        lock(&self.inner.background_error).current()
     }
 
     /// Stops background work and writes a final checkpoint, reporting its errors (dropping the
@@ -268,17 +270,134 @@ fn background_loop<M: PageModel>(inner: &Inner<M>, stop: &(Mutex<bool>, Condvar)
             |last: Instant, every: Option<Duration>| every.is_some_and(|e| last.elapsed() >= e);
         if due(last_clean, clean_every) {
             last_clean = Instant::now();
-            if let Err(e) = inner.clean() {
-                *lock(&inner.background_error) = Some(format!("cleaning: {e}"));
-            }
+            let outcome = inner.clean();
+            lock(&inner.background_error).note(Task::Cleaning, &outcome);
         }
         if due(last_ckpt, ckpt_every) || grown(last_ckpt_lsn) {
             last_ckpt = Instant::now();
             last_ckpt_lsn = inner.log.durable_lsn().0;
-            if let Err(e) = inner.checkpoint() {
-                *lock(&inner.background_error) = Some(format!("checkpoint: {e}"));
-            }
+            let outcome = inner.checkpoint();
+            lock(&inner.background_error).note(Task::Checkpoint, &outcome);
         }
         stopped = lock(&stop.0);
+    }
+}
+
+/// The background tasks whose failures [`BackgroundErrors`] keeps apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Task {
+    Checkpoint,
+    Cleaning,
+}
+
+impl Task {
+    fn name(self) -> &'static str {
+        match self {
+            Task::Checkpoint => "checkpoint",
+            Task::Cleaning => "cleaning",
+        }
+    }
+}
+
+/// How the background thread's latest checkpoint and cleaning pass went, one slot per task
+/// (a successful checkpoint says nothing about whether cleaning can run again).
+///
+/// Each slot holds the failure of that task's latest pass, and a success empties it, so a
+/// full disk stops being reported once space is back. A failure for any other reason is
+/// sticky: it means the log refuses writes for good (poisoned) or files are damaged, and
+/// neither heals while the cache is open; it stays until reopening, and later outcomes of
+/// that task leave it as it is.
+#[derive(Debug, Default)]
+pub(crate) struct BackgroundErrors {
+    checkpoint: Option<Failure>,
+    cleaning: Option<Failure>,
+}
+
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    /// Not a full disk: kept until the cache is reopened.
+    sticky: bool,
+}
+
+impl BackgroundErrors {
+    /// Records the outcome of one pass of `task`.
+    pub(crate) fn note<T>(&mut self, task: Task, outcome: &Result<T>) {
+        let slot = match task {
+            Task::Checkpoint => &mut self.checkpoint,
+            Task::Cleaning => &mut self.cleaning,
+        };
+        if slot.as_ref().is_some_and(|f| f.sticky) {
+            return;
+        }
+        *slot = outcome.as_ref().err().map(|e| Failure {
+            message: format!("{}: {e}", task.name()),
+            sticky: !e.is_storage_full(),
+        });
+    }
+
+    /// The failure to report: a sticky one first (it outlives every full disk), else the
+    /// checkpoint's, else the cleaning pass's.
+    pub(crate) fn current(&self) -> Option<String> {
+        let slots = [&self.checkpoint, &self.cleaning];
+        slots
+            .iter()
+            .filter_map(|s| s.as_ref())
+            .find(|f| f.sticky)
+            .or_else(|| slots.iter().find_map(|s| s.as_ref()))
+            .map(|f| f.message.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> Error {
+        Error::io(
+            "write checkpoint",
+            std::path::Path::new("/db"),
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        )
+    }
+
+    fn broken() -> Error {
+        Error::io(
+            "write checkpoint",
+            std::path::Path::new("/db"),
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        )
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_until_the_same_task_succeeds_again() {
+        let mut errs = BackgroundErrors::default();
+        errs.note(Task::Checkpoint, &Err::<(), _>(full()));
+        errs.note(Task::Cleaning, &Err::<(), _>(full()));
+        assert!(errs.current().unwrap().starts_with("checkpoint"));
+        errs.note(Task::Checkpoint, &Ok(()));
+        // Cleaning has not succeeded since: its failure is still the latest state.
+        assert!(errs.current().unwrap().starts_with("cleaning"));
+        errs.note(Task::Cleaning, &Ok(()));
+        assert_eq!(errs.current(), None);
+    }
+
+    #[test]
+    fn any_other_failure_stays() {
+        let mut errs = BackgroundErrors::default();
+        errs.note(Task::Cleaning, &Err::<(), _>(full()));
+        errs.note(Task::Checkpoint, &Err::<(), _>(broken()));
+        errs.note(Task::Checkpoint, &Ok(()));
+        errs.note(Task::Checkpoint, &Err::<(), _>(full()));
+        let msg = errs.current().unwrap();
+        assert!(
+            msg.contains("permission") || msg.contains("denied"),
+            "{msg}"
+        );
+        errs.note(Task::Cleaning, &Ok(()));
+        assert!(
+            errs.current().is_some(),
+            "a non-full-disk failure was cleared"
+        );
     }
 }

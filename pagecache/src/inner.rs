@@ -50,8 +50,8 @@ pub(crate) struct Inner<M: PageModel> {
     pub(crate) checkpointing: Mutex<()>,
     /// One cleaning pass at a time; what the passes remember.
     pub(crate) cleaning: Mutex<crate::cleaner::CleanerState>,
-    /// The last error of the background thread.
-    pub(crate) background_error: Mutex<Option<String>>,
+    /// How the background thread's latest passes went.
+    pub(crate) background_error: Mutex<crate::cache::BackgroundErrors>,
     pub(crate) _model: PhantomData<M>,
 }
 

@@ -290,7 +290,7 @@ fn a_full_disk_mid_workload_changes_nothing_it_fails_and_the_cache_resumes() {
         let seed = base_seed.wrapping_add(i);
         let mut rng = SimRng::new(seed ^ 0xd15c);
         let full = DiskFull {
-            room: (8 << 10) + rng.below(64 << 10),
+            room: (2 << 10) + rng.below(16 << 10),
             free_at: 150 + rng.below(100) as usize,
         };
         one_run_with(
@@ -303,9 +303,11 @@ fn a_full_disk_mid_workload_changes_nothing_it_fails_and_the_cache_resumes() {
     }
     eprintln!("disk full: {tally:?}");
     assert_eq!(tally.stopped_by_failed_mutation, 0, "{tally:?}");
+    // With 2-18 KiB of room, mutations meet the full disk about 20 times per run; the bound
+    // leaves a wide margin and still fails if the disk stops filling before `free_at`.
     assert!(
-        tally.continued_after_full_disk > 0,
-        "the disk never filled: {tally:?}"
+        tally.continued_after_full_disk >= tally.runs,
+        "the disk rarely filled: {tally:?}"
     );
     assert!(
         !tally.errors.contains_key("log poisoned"),

@@ -56,7 +56,7 @@ impl Engine for BwTree {
     }
 
     fn len(&self) -> Result<u64> {
-        Ok(self.db.len() as u64)
+        Ok(self.db.len()? as u64)
     }
 }
 

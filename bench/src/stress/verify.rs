@@ -223,10 +223,10 @@ pub fn check_all(db: &bwtree::Db, owners: &mut [Owner], when: &str) -> Result<()
         owner.check(db).map_err(|e| format!("{e} ({when})"))?;
     }
     let expected: usize = owners.iter().map(Owner::len).sum();
-    if db.len() != expected {
+    let found = db.len()?;
+    if found != expected {
         return Err(format!(
-            "verify: {} keys in the database, {expected} in the models ({when})",
-            db.len()
+            "verify: {found} keys in the database, {expected} in the models ({when})"
         )
         .into());
     }

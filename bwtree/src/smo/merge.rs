@@ -15,6 +15,17 @@ use crate::tree::Tree;
 /// Most right-sibling hops when looking for the node left of the one being merged.
 const MAX_WALK: usize = 1 << 16;
 
+/// Where a reader that met a removed node goes on ([`Tree::detour_removed`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Detour {
+    /// Read the removed node itself: its frozen contents are still its range's.
+    ReadThrough,
+    /// Go on at this node, which has absorbed the removed one.
+    Absorbed(Pid),
+    /// Start over from the root: the removal finished, or the pages changed meanwhile.
+    Restart,
+}
+
 /// How one step of a merge went.
 enum Step {
     Done,
@@ -23,6 +34,17 @@ enum Step {
     /// A page it needs is staged by an uncommitted batch (perhaps the caller's own): give up
     /// for now; whoever meets the merge next finishes it.
     Blocked,
+}
+
+/// The node a merging child goes into, as one read of it shows it.
+enum Left<'g> {
+    /// It still ends where the child begins, with the child as its right sibling: the
+    /// `Merge` delta is not installed yet.
+    Unmerged(View<'g>),
+    /// This node covers the child's range: the `Merge` delta is installed.
+    Absorbed(Pid),
+    /// The pages changed under the walk: re-read.
+    Changed,
 }
 
 impl Step {
@@ -85,6 +107,56 @@ impl Tree {
             }
         }
         self.help_merge(parent, pid.get(), guard)
+    }
+
+    /// Where a reader goes on from `pid`, marked removed by `parent`, when it could not help
+    /// finish the removal (a full disk: helping writes). Reads nothing but pages, writes
+    /// nothing.
+    ///
+    /// Invariant (a removed node's contents stay current until its range is taken over):
+    /// a node marked removed (`Remove`, step 2 of a merge or the first step of a root shrink)
+    /// never changes again: a CAS on a view older than the mark fails, and every writer that
+    /// arrives later sees the mark and writes elsewhere. Its contents are frozen at the mark.
+    /// Until another node takes its range over (the left sibling, by the `Merge` delta; or
+    /// the root, replaced by the node's contents), no other node covers any key of that
+    /// range, so nothing was written to the range since the freeze: the frozen contents are
+    /// the range's current ones, and the reader reads through the removed node. Once the left
+    /// sibling has absorbed it, writes to the range may land in the left sibling (a descent
+    /// that routed through a parent view older than the removed node's index entry arrives
+    /// there and finds the key in range), so the frozen contents may be stale: the reader
+    /// goes on at the left sibling.
+    ///
+    /// Why the decision holds when it is made: the parent (still holding the intent for this
+    /// child) and then the left sibling are read after the removed node was, and the left
+    /// sibling still ends at the separator with this child as its right sibling. So at that
+    /// read the take-over had not happened and the frozen contents were current: the read
+    /// linearizes there. The reader is pinned from before it read the removed node, so the
+    /// child's pid has not been freed and reused meanwhile (a right link naming it means it).
+    /// Reading through a removed index node routes to its children as usual: none of them can
+    /// be merged away while their parent is frozen (a merge needs an intent on the parent),
+    /// and a change to them after the take-over is met by the usual checks (a freed page
+    /// restarts, a removed one detours again, a split moves right).
+    pub(crate) fn detour_removed(&self, pid: Pid, parent: u64, guard: &Guard) -> Result<Detour> {
+        let parent = pid_of(parent)?;
+        let Some(pview) = self.core.read(parent, guard)? else {
+            return Ok(Detour::Restart);
+        };
+        let Some(pnode) = materialize(&pview) else {
+            return Ok(Detour::Restart);
+        };
+        if let Some(intent) = pnode.intent.as_ref().filter(|i| i.child == pid.get()) {
+            return Ok(match self.left_of(&pnode, intent, guard)? {
+                Left::Unmerged(_) => Detour::ReadThrough,
+                Left::Absorbed(left) => Detour::Absorbed(left),
+                Left::Changed => Detour::Restart,
+            });
+        }
+        if parent == self.root && pnode.kids == [pid.get()] {
+            // A root shrink that has not replaced the root yet: the root routes every key to
+            // the removed child, which covers everything.
+            return Ok(Detour::ReadThrough);
+        }
+        Ok(Detour::Restart) // finished: the parent no longer routes to it
     }
 
     /// Runs (or finishes) the merge of `child` announced by an intent on `parent`. Returns
@@ -175,6 +247,27 @@ impl Tree {
 
     /// Step 3: `Merge` onto the node whose right sibling is the child.
     fn merge_into_left(&self, pnode: &Node, intent: &MergeIntent, guard: &Guard) -> Result<Step> {
+        match self.left_of(pnode, intent, guard)? {
+            Left::Unmerged(view) => {
+                if view.head_is_staged() {
+                    return Ok(Step::Blocked);
+                }
+                let merged = self.install_merge(&view, intent, guard)?;
+                Ok(Step::retry_unless(merged))
+            }
+            Left::Absorbed(_) => Ok(Step::Done),
+            Left::Changed => Ok(Step::Retry),
+        }
+    }
+
+    /// Walks right from `pnode`'s child left of the intent's separator to the node the child
+    /// is being merged into, and says whether it has absorbed the child yet.
+    fn left_of<'g>(
+        &self,
+        pnode: &Node,
+        intent: &MergeIntent,
+        guard: &'g Guard,
+    ) -> Result<Left<'g>> {
         let i = pnode
             .keys
             .binary_search(&intent.sep)
@@ -183,28 +276,24 @@ impl Tree {
         let mut at = pid_of(pnode.kids[i - 1])?;
         for _ in 0..MAX_WALK {
             let Some(view) = self.core.read(at, guard)? else {
-                return Ok(Step::Retry);
+                return Ok(Left::Changed);
             };
             let Some(h) = header(&view) else {
-                return Ok(Step::Retry);
+                return Ok(Left::Changed);
             };
             let high = h.high.map(|v| &**v);
             if h.right == Some(intent.child) && high == Some(&*intent.sep) {
-                if view.head_is_staged() {
-                    return Ok(Step::Blocked);
-                }
-                let merged = self.install_merge(&view, intent, guard)?;
-                return Ok(Step::retry_unless(merged));
+                return Ok(Left::Unmerged(view));
             }
             if h.low < &intent.sep && high.is_none_or(|hi| hi > &*intent.sep) {
-                return Ok(Step::Done); // it already covers the child's range
+                return Ok(Left::Absorbed(at)); // it already covers the child's range
             }
             match h.right {
                 Some(r) if high.is_some_and(|hi| hi < &*intent.sep) => at = pid_of(r)?,
-                _ => return Ok(Step::Retry),
+                _ => return Ok(Left::Changed),
             }
         }
-        Ok(Step::Retry)
+        Ok(Left::Changed)
     }
 
     fn install_merge<'g>(
@@ -254,3 +343,6 @@ impl Tree {
         Ok(self.core.try_prepend(delete, pview, guard)?.is_some())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,7 +16,9 @@
 //!    the remove-node vs parent-split race: the parent cannot split while the intent is on it,
 //!    and a leftmost child is never merged).
 //! 2. CAS `Remove { parent: P }` onto R (R must hold no intent of its own). R never changes
-//!    again; a descent arriving at R helps finish the merge and restarts.
+//!    again; a descent arriving at R helps finish the merge and restarts. A reader that
+//!    cannot help (a full disk) reads through R until L has absorbed it, then goes to L
+//!    (`Tree::detour_removed` states why that is exact).
 //! 3. Walk right from P's child left of `sep_R` to the node whose right sibling is R and CAS
 //!    `Merge { sep_R, R's contents }` onto it: it now covers R's range too.
 //! 4. CAS `TermDelete` onto P (removing `sep_R` and the intent); its winner frees R's pid,
@@ -28,7 +30,11 @@
 //! node with a single child C: CAS `Remove { parent: root }` onto C (C must cover everything),
 //! then replace the root by C's contents and free C.
 
+#[cfg(test)]
+pub(crate) mod full_disk;
 mod maintain;
 mod merge;
 mod root;
 mod split;
+
+pub(crate) use merge::Detour;

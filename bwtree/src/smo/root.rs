@@ -30,7 +30,9 @@ impl Tree {
         let left_pid = match self.core.allocate(Page::Node(left), guard) {
             Ok(p) => p,
             Err(e) => {
-                self.core.free_unreachable(right_pid.get(), guard)?;
+                // Nothing links the right child: free it (on a full disk, through the orphan
+                // list) and report why the root did not grow.
+                let _ = self.core.free_unreachable(right_pid.get(), guard);
                 return Err(e);
             }
         };
@@ -44,8 +46,8 @@ impl Tree {
         let replaced = match self.core.try_replace(Page::Node(root), view, guard) {
             Ok(r) => r,
             Err(e) => {
-                // As in `split_at`: on a full disk nothing links the children; free them,
-                // best effort.
+                // As in `split_at`: on a full disk nothing links the children; free them
+                // (their frees go to the orphan list while the disk stays full).
                 if e.is_storage_full() {
                     let _ = self.core.free_unreachable(left_pid.get(), guard);
                     let _ = self.core.free_unreachable(right_pid.get(), guard);

@@ -50,10 +50,10 @@ impl Tree {
             Ok(None) => return self.core.free_unreachable(right_pid.get(), guard),
             Err(e) => {
                 // On a full disk the split delta was not installed (the page cache fails
-                // before publishing), so the right half is unlinked: free it, best effort
-                // (if that cannot be logged either, it is a leak, never wrong data: recovery
-                // replays it as an unlinked page). Any other error leaves it alone: the
-                // delta may be installed.
+                // before publishing), so the right half is unlinked: free it (its free meets
+                // the full disk too, so it goes to the orphan list and is freed after a later
+                // successful write). Any other error leaves it alone: the delta may be
+                // installed.
                 if e.is_storage_full() {
                     let _ = self.core.free_unreachable(right_pid.get(), guard);
                 }
@@ -231,6 +231,67 @@ mod tests {
         for i in 0u32..40 {
             assert!(db.get(i.to_be_bytes()).unwrap().is_some(), "key {i}");
         }
+    }
+
+    /// A split whose delta meets a full disk fails and changes nothing; the right half it
+    /// allocated is unlinked, and its free (which meets the full disk too) waits on the
+    /// orphan list until a later write succeeds.
+    #[test]
+    fn a_split_that_meets_a_full_disk_lists_its_right_half_and_frees_it_after_the_next_write() {
+        use crate::core::hooks::{self, Point};
+        use crate::smo::full_disk::{assert_reads, db_with_keys, fill_disk};
+        let sim = logstore::io::SimStorage::new();
+        let db = db_with_keys(&sim, 40);
+        let key = 20u32.to_be_bytes();
+        let guard = crossbeam_epoch::pin();
+        let leaf = db.descend(Probe::At(&key), Mode::Write, &guard).unwrap();
+        let node = materialize(&leaf.view).unwrap();
+        let before = format!("{:?}", header(&leaf.view).unwrap());
+        let (sim2, core) = (sim.clone(), db.core.clone());
+        // The disk fills between allocating the right half and the split's CAS.
+        hooks::at(Point::Prepend, 0, move || fill_disk(&sim2, &core));
+        let err = db
+            .split(leaf.pid, &leaf.view, node, &leaf.path, &guard)
+            .unwrap_err();
+        assert!(err.is_storage_full(), "{err}");
+        let after = db.core.read(leaf.pid, &guard).unwrap().unwrap();
+        assert_eq!(format!("{:?}", header(&after).unwrap()), before);
+        drop(guard);
+        assert_eq!(db.stats().orphaned_pages, 1);
+        assert_reads(&db, 40, &[], "full disk, split failed");
+
+        sim.set_capacity(None);
+        db.flush().unwrap();
+        assert_eq!(db.stats().orphaned_pages, 0, "a flush frees the orphans");
+        assert_reads(&db, 40, &[], "after the orphan was freed");
+    }
+
+    /// A root growth whose second allocation meets a full disk frees the first child through
+    /// the orphan list.
+    #[test]
+    fn a_root_growth_that_meets_a_full_disk_lists_the_child_it_allocated() {
+        use crate::core::hooks::{self, Point};
+        use crate::smo::full_disk::{assert_reads, db_with_keys, fill_disk};
+        let sim = logstore::io::SimStorage::new();
+        let db = db_with_keys(&sim, 5);
+        let guard = crossbeam_epoch::pin();
+        let view = db.core.read(db.root, &guard).unwrap().unwrap();
+        let node = materialize(&view).unwrap();
+        assert_eq!(node.level, 0, "the root is still a leaf");
+        let (sim2, core) = (sim.clone(), db.core.clone());
+        hooks::at(Point::Allocate, 1, move || fill_disk(&sim2, &core));
+        let err = db.split(db.root, &view, node, &[], &guard).unwrap_err();
+        assert!(err.is_storage_full(), "{err}");
+        drop(guard);
+        assert_eq!(db.stats().root_splits, 0);
+        assert_eq!(db.stats().orphaned_pages, 1);
+        assert_reads(&db, 5, &[], "full disk, root growth failed");
+
+        sim.set_capacity(None);
+        db.insert(b"after", b"space").unwrap();
+        assert_eq!(db.stats().orphaned_pages, 0);
+        db.remove(b"after").unwrap();
+        assert_reads(&db, 5, &[], "after the orphan was freed");
     }
 
     fn leaf(sizes: &[usize]) -> Node {
